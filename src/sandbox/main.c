@@ -1,0 +1,139 @@
+/*
+ * main.c: the achievers-sandbox program. Runs the emulator in the foreground on 127.0.0.1,
+ * prints its URL and the client credentials it accepts, and serves until SIGINT or SIGTERM.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sandbox.h"
+
+static void usage(FILE *out)
+{
+    fputs("usage: achievers-sandbox [--port N] [--expires absolute|relative] [--latency-ms N]\n"
+          "                         [--no-rate-limit] [--tls-cert FILE --tls-key FILE]\n"
+          "                         [--client-id ID --client-secret SECRET] [--redirect-uri URI]\n"
+          "                         [--refresh-tokens]\n"
+          "\n"
+          "Runs a local emulator of the Achievers Open API v5 on 127.0.0.1 until interrupted.\n"
+          "  --port N            port to listen on (default 8080; 0 picks a free one)\n"
+          "  --expires MODE      token expires_in as an absolute UNIX time (default) or relative seconds\n"
+          "  --latency-ms N      delay added before every /api/v5 answer\n"
+          "  --no-rate-limit     do not enforce the per-token rate limits\n"
+          "  --tls-cert FILE     serve HTTPS with this PEM certificate ...\n"
+          "  --tls-key FILE      ... and this PEM private key\n"
+          "  --client-id ID      accept these client credentials (default: random ones)\n"
+          "  --client-secret S\n"
+          "  --redirect-uri URI  the registered redirect URI (default http://127.0.0.1/callback)\n"
+          "  --refresh-tokens    user tokens come with a refresh_token\n"
+          "  --help              this text\n",
+          out);
+}
+
+static int number(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v;
+
+    if (s == NULL || *s == '\0')
+        return 0;
+    v = strtol(s, &end, 10);
+    if (*end != '\0' || v < lo || v > hi)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct sbx_config cfg;
+    struct sbx_server *s;
+    sigset_t set;
+    char err[512];
+    long v;
+    int i, sig;
+
+    sbx_config_defaults(&cfg);
+    cfg.port = 8080;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--no-rate-limit") == 0) {
+            cfg.rate_limit = 0;
+            takes = 0;
+        } else if (strcmp(a, "--refresh-tokens") == 0) {
+            cfg.refresh_tokens = 1;
+            takes = 0;
+        } else if (next == NULL) {
+            fprintf(stderr, "achievers-sandbox: %s needs a value\n", a);
+            goto bad;
+        } else if (strcmp(a, "--port") == 0) {
+            if (!number(next, 0, 65535, &v))
+                goto bad_value;
+            cfg.port = (int)v;
+        } else if (strcmp(a, "--latency-ms") == 0) {
+            if (!number(next, 0, 600000, &v))
+                goto bad_value;
+            cfg.latency_ms = (int)v;
+        } else if (strcmp(a, "--expires") == 0) {
+            if (strcmp(next, "relative") != 0 && strcmp(next, "absolute") != 0)
+                goto bad_value;
+            cfg.expires_relative = strcmp(next, "relative") == 0;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            cfg.tls_cert_file = next;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            cfg.tls_key_file = next;
+        } else if (strcmp(a, "--client-id") == 0) {
+            cfg.client_id = next;
+        } else if (strcmp(a, "--client-secret") == 0) {
+            cfg.client_secret = next;
+        } else if (strcmp(a, "--redirect-uri") == 0) {
+            cfg.redirect_uri = next;
+        } else {
+            fprintf(stderr, "achievers-sandbox: unknown option %s\n", a);
+            goto bad;
+        }
+        i += takes;
+        continue;
+bad_value:
+        fprintf(stderr, "achievers-sandbox: bad value for %s: %s\n", a, next);
+        goto bad;
+    }
+    if ((cfg.tls_cert_file == NULL) != (cfg.tls_key_file == NULL)) {
+        fprintf(stderr, "achievers-sandbox: --tls-cert and --tls-key go together\n");
+        goto bad;
+    }
+
+    /* the server's threads inherit this mask, so only sigwait below sees the signals */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    s = sbx_start(&cfg, err, sizeof err);
+    if (s == NULL) {
+        fprintf(stderr, "achievers-sandbox: %s\n", err);
+        return 1;
+    }
+    printf("Achievers API sandbox\n"
+           "url: %s\n"
+           "client_id: %s\n"
+           "client_secret: %s\n"
+           "token endpoint: %s/oauth/v2/openIDConnectClient/token\n"
+           "API: %s/api/v5\n",
+           sbx_url(s), sbx_client_id(s), sbx_client_secret(s), sbx_url(s), sbx_url(s));
+    fflush(stdout);
+    sigwait(&set, &sig);
+    sbx_stop(s);
+    printf("stopped (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    return 0;
+
+bad:
+    usage(stderr);
+    return 2;
+}
