@@ -1,0 +1,126 @@
+# lua-achievers: build, test, demo, install.
+#
+#   make            build the module, the sandbox module and the achievers-sandbox program
+#   make test       install missing Debian packages (as root), build, run the whole spec suite
+#   make demo       build, start a sandbox, run the examples against it end to end
+#   make install    install into the Lua tree (the rockspec drives this through luarocks)
+#   make lint       static checks of the C sources
+#   make test LUA=5.1   (5.1, 5.2, 5.3, 5.4 or jit) selects the Lua version
+#   make test SAN=1     build with AddressSanitizer and UBSan and run the suite under them
+
+LUA ?= 5.4
+ifeq ($(LUA),jit)
+LUA_PC    := luajit
+LUA_BIN   := luajit
+LUA_DEPS  := luajit
+LUA_ABI   := 5.1
+else
+LUA_PC    := lua$(LUA)
+LUA_BIN   := lua$(LUA)
+LUA_DEPS  := lua$(LUA)
+LUA_ABI   := $(LUA)
+endif
+
+BUILD     ?= build/$(LUA)$(if $(SAN),-san)
+DEPS      := scripts/deps
+PKG_CONFIG ?= pkg-config
+
+# Values luarocks passes in; the defaults serve a plain `make`.
+LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC) 2>/dev/null)/$(if $(filter jit,$(LUA)),luajit-2.1,lua$(LUA))
+CC        ?= cc
+OPT       ?= -O2 -g
+WERROR    ?= -Werror
+WARN      := -Wall -Wextra $(WERROR) -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS_ALL = $(OPT) $(WARN) -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
+             -I$(LUA_INCDIR) -Isrc $(CFLAGS) $(SANFLAGS)
+LIBFLAG   ?= -shared
+ifneq ($(SAN),)
+SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT       := -O1 -g
+endif
+
+CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
+MHD_LIBS  := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+JANSSON_LIBS := $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
+
+CLIENT_SRC  := $(sort $(wildcard src/*.c))
+SANDBOX_SRC := $(sort $(filter-out src/sandbox/main.c src/sandbox/lua_sandbox.c,$(wildcard src/sandbox/*.c)))
+CLIENT_OBJ  := $(CLIENT_SRC:src/%.c=$(BUILD)/obj/%.o)
+SANDBOX_OBJ := $(SANDBOX_SRC:src/%.c=$(BUILD)/obj/%.o)
+HEADERS     := $(wildcard src/*.h src/sandbox/*.h)
+
+MODULE      := $(BUILD)/achievers.so
+SANDBOX_MOD := $(BUILD)/achievers/sandbox.so
+SANDBOX_BIN := $(BUILD)/achievers-sandbox
+LUA_SRC     := $(shell find src/lua -name '*.lua' 2>/dev/null)
+
+all: $(MODULE) $(SANDBOX_MOD) $(SANDBOX_BIN)
+
+# objects are rebuilt when the flags change (another Lua's headers, sanitizers)
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CFLAGS_ALL)' | cmp -s - $@ || echo '$(CFLAGS_ALL)' > $@
+
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) Makefile $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(MODULE): $(CLIENT_OBJ)
+	$(CC) $(LIBFLAG) $(SANFLAGS) -o $@ $^ $(CURL_LIBS) $(LDFLAGS)
+
+$(SANDBOX_MOD): $(SANDBOX_OBJ) $(BUILD)/obj/sandbox/lua_sandbox.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) $(SANFLAGS) -o $@ $^ $(MHD_LIBS) $(JANSSON_LIBS) -lpthread $(LDFLAGS)
+
+$(SANDBOX_BIN): $(SANDBOX_OBJ) $(BUILD)/obj/sandbox/main.o
+	$(CC) $(SANFLAGS) -o $@ $^ $(MHD_LIBS) $(JANSSON_LIBS) -lpthread $(LDFLAGS)
+
+# --- dependencies ---------------------------------------------------------------------------
+deps-build:
+	@$(DEPS) build $(LUA_DEPS)
+
+deps-test: deps-build
+	@$(DEPS) test
+
+# --- tests ----------------------------------------------------------------------------------
+BUSTED      := $(LUA_BIN) /usr/bin/busted
+TEST_ENV     = ACHIEVERS_BUILD=$(BUILD) ACHIEVERS_LUA=$(LUA_BIN) ACHIEVERS_SANDBOX_BIN=$(SANDBOX_BIN)
+ifneq ($(SAN),)
+ASAN_LIB    := $(shell $(CC) -print-file-name=libasan.so)
+UBSAN_LIB   := $(shell $(CC) -print-file-name=libubsan.so)
+TEST_ENV    += LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+               UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+endif
+
+test: deps-test
+	@$(MAKE) --no-print-directory all
+	$(TEST_ENV) $(BUSTED) --lpath='src/lua/?.lua;src/lua/?/init.lua;spec/?.lua' \
+	    --cpath='$(BUILD)/?.so' $(BUSTED_ARGS) spec
+
+# --- demo -----------------------------------------------------------------------------------
+demo: deps-build
+	@$(MAKE) --no-print-directory all
+	$(TEST_ENV) $(LUA_BIN) scripts/demo.lua
+
+# --- install (luarocks passes INST_LIBDIR, INST_LUADIR, INST_BINDIR) ---------------------------
+INST_LIBDIR ?= /usr/local/lib/lua/$(LUA_ABI)
+INST_LUADIR ?= /usr/local/share/lua/$(LUA_ABI)
+INST_BINDIR ?= /usr/local/bin
+
+install: all
+	install -d $(DESTDIR)$(INST_LIBDIR)/achievers $(DESTDIR)$(INST_BINDIR)
+	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/achievers.so
+	install -m 755 $(SANDBOX_MOD) $(DESTDIR)$(INST_LIBDIR)/achievers/sandbox.so
+	install -m 755 $(SANDBOX_BIN) $(DESTDIR)$(INST_BINDIR)/achievers-sandbox
+	cd src/lua && for f in $$(find . -name '*.lua'); do \
+	    install -D -m 644 $$f $(DESTDIR)$(INST_LUADIR)/$$f; done
+
+# --- checks ---------------------------------------------------------------------------------
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	    --suppress=missingIncludeSystem -I src -I $(LUA_INCDIR) src
+
+clean:
+	rm -rf build
+
+.PHONY: FORCE all deps-build deps-test test demo install lint clean

@@ -1,0 +1,42 @@
+-- The LuaRock of lua-achievers. Built offline with: luarocks make --deps-mode=none
+package = "achievers"
+version = "0.1.0-1"
+source = {
+  url = "git+file://.",
+  tag = "v0.1.0",
+}
+description = {
+  summary = "Achievers Open API v5 client (OAuth 2.0, libcurl), with a local API emulator",
+  detailed = [[
+A Lua module written in C for the Achievers employee-recognition API: both OAuth 2.0 flows,
+token objects that know their expiry, every documented endpoint, answers as Lua tables,
+blocking and asynchronous calls on one connection pool. It ships the sandbox, an emulator of
+the API for tests and rehearsals (require "achievers.sandbox", or the achievers-sandbox
+program).
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1.0",
+}
+-- libcurl, libmicrohttpd and jansson are found with pkg-config by the Makefile (Debian:
+-- libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev).
+build = {
+  type = "make",
+  build_target = "all",
+  build_variables = {
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    BUILD = "build/rock",
+    WERROR = "",
+  },
+  install_target = "install",
+  install_variables = {
+    BUILD = "build/rock",
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
+    INST_BINDIR = "$(BINDIR)",
+  },
+}

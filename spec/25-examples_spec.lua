@@ -1,0 +1,27 @@
+-- The examples run end to end (each against its own in-process sandbox).
+local h = require("helpers")
+
+local function run(example)
+  local cmd = ("env -u ACHIEVERS_BASE_URL LUA_CPATH='%s/?.so;;' LUA_PATH='src/lua/?.lua;;' %s %s 2>&1")
+    :format(h.build, h.lua, example)
+  local p = io.popen(cmd)
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  return out, ok == true or code == 0
+end
+
+describe("examples", function()
+  it("client_credentials.lua lists users", function()
+    local out, ok = run("examples/client_credentials.lua")
+    assert.is_true(ok, out)
+    assert.matches("users match 'ad'", out)
+    assert.matches("achievers%.token%(bearer, read", out)
+  end)
+
+  it("user_flow.lua gets a user token and lists the criteria", function()
+    local out, ok = run("examples/user_flow.lua")
+    assert.is_true(ok, out)
+    assert.matches("user token: achievers%.token%(bearer, read,write", out)
+    assert.matches("recognition programs this user can use", out)
+  end)
+end)

@@ -1,0 +1,374 @@
+/*
+ * curl_driver.c: moves the bytes of exchanges over one libcurl multi handle per client core.
+ *
+ * Blocking calls and async requests are driven by the same loop (ach_driver_run): step the
+ * runnable exchanges, start the transfers they ask for (at most max_concurrency at once),
+ * let libcurl work, hand finished answers back to the engine. Connections stay in the multi
+ * handle's cache, so calls reuse them (keep-alive, HTTP/2 multiplexing where offered).
+ *
+ * libcurl never calls into Lua from here: the write and header callbacks only append bytes.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "achievers.h"
+
+typedef struct transfer {
+	CURL *easy;
+	struct curl_slist *headers;
+	ach_exchange *ex;
+	size_t max;
+	int overflow;
+	char errbuf[CURL_ERROR_SIZE];
+	struct transfer *next_free;
+} transfer;
+
+typedef struct driver {
+	CURLM *multi;
+	transfer *free_list;
+	int active;
+} driver;
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int ach_driver_init(ach_core *core)
+{
+	driver *d;
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return -1;
+	d = calloc(1, sizeof *d);
+	if (d == NULL)
+		return -1;
+	d->multi = curl_multi_init();
+	if (d->multi == NULL) {
+		free(d);
+		return -1;
+	}
+	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	core->driver = d;
+	return 0;
+}
+
+static void transfer_free(transfer *t)
+{
+	if (t->easy != NULL)
+		curl_easy_cleanup(t->easy);
+	curl_slist_free_all(t->headers);
+	free(t);
+}
+
+void ach_driver_free(ach_core *core)
+{
+	driver *d = core->driver;
+	if (d == NULL)
+		return;
+	while (d->free_list != NULL) {
+		transfer *t = d->free_list;
+		d->free_list = t->next_free;
+		transfer_free(t);
+	}
+	curl_multi_cleanup(d->multi);
+	free(d);
+	core->driver = NULL;
+}
+
+static void transfer_recycle(driver *d, transfer *t)
+{
+	curl_multi_remove_handle(d->multi, t->easy);
+	curl_slist_free_all(t->headers);
+	t->headers = NULL;
+	t->ex = NULL;
+	t->next_free = d->free_list;
+	d->free_list = t;
+	d->active--;
+}
+
+void ach_driver_cancel(ach_core *core, ach_exchange *ex)
+{
+	driver *d = core->driver;
+	transfer *t = ex->transfer;
+	if (t == NULL)
+		return;
+	ex->transfer = NULL;
+	transfer_recycle(d, t);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+	transfer *t = ud;
+	size_t len = size * n;
+	if (t->ex->resp_body.len + len > t->max) {
+		t->overflow = 1;
+		return 0;
+	}
+	return ach_buf_add(&t->ex->resp_body, p, len) == 0 ? len : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+	transfer *t = ud;
+	size_t len = size * n;
+	if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+		ach_buf_reset(&t->ex->resp_headers); /* a new answer (after 100 Continue, say) */
+	if (t->ex->resp_headers.len + len > 256 * 1024) {
+		t->overflow = 1;
+		return 0;
+	}
+	return ach_buf_add(&t->ex->resp_headers, p, len) == 0 ? len : 0;
+}
+
+static int method_idempotent(const char *m)
+{
+	return strcmp(m, "GET") == 0 || strcmp(m, "OPTIONS") == 0 || strcmp(m, "HEAD") == 0;
+}
+
+/* Starts the transfer an exchange asked for. Returns 0, or -1 (the exchange has failed). */
+static int start_transfer(ach_core *core, ach_exchange *ex)
+{
+	driver *d = core->driver;
+	const ach_options *o = &core->opt;
+	ach_http_request req;
+	transfer *t = d->free_list;
+	struct curl_slist *h;
+	int i;
+
+	ach_exchange_request(ex, &req);
+	if (t != NULL) {
+		d->free_list = t->next_free;
+		curl_easy_reset(t->easy);
+	} else {
+		t = calloc(1, sizeof *t);
+		if (t == NULL || (t->easy = curl_easy_init()) == NULL) {
+			free(t);
+			return -1;
+		}
+	}
+	t->ex = ex;
+	t->overflow = 0;
+	t->errbuf[0] = '\0';
+	t->max = o->max_response;
+	t->headers = NULL;
+	for (i = 0; req.headers != NULL && req.headers[i] != NULL; i++) {
+		h = curl_slist_append(t->headers, req.headers[i]);
+		if (h == NULL)
+			goto nomem;
+		t->headers = h;
+	}
+	h = curl_slist_append(t->headers, "Expect:");
+	if (h == NULL)
+		goto nomem;
+	t->headers = h;
+	d->active++;
+	ach_buf_reset(&ex->resp_body);
+	ach_buf_reset(&ex->resp_headers);
+
+	curl_easy_setopt(t->easy, CURLOPT_URL, req.url);
+	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, o->user_agent);
+	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
+	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)ceil(req.timeout * 1000));
+	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(o->connect_timeout * 1000));
+	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
+	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
+	if (o->ca_file != NULL)
+		curl_easy_setopt(t->easy, CURLOPT_CAINFO, o->ca_file);
+	if (o->proxy != NULL)
+		curl_easy_setopt(t->easy, CURLOPT_PROXY, o->proxy);
+	if (strcmp(req.method, "GET") == 0) {
+		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+	} else {
+		if (strcmp(req.method, "HEAD") == 0)
+			curl_easy_setopt(t->easy, CURLOPT_NOBODY, 1L);
+		else if (strcmp(req.method, "POST") != 0)
+			curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, req.method);
+		if (req.body != NULL || strcmp(req.method, "POST") == 0) {
+			curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req.body_len);
+			curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, req.body != NULL ? req.body : "");
+		}
+	}
+	/* libcurl silently sends a request again when a reused connection turns out dead with
+	 * no answer; for a request that must not run twice, use a connection of its own. */
+	if (!method_idempotent(req.method) && ex->type == ACH_EX_API)
+		curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
+
+	ach_hook_trace(core, ex, "request", NULL);
+	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
+		transfer_recycle(d, t); /* removes nothing: it was never added */
+		return -1;
+	}
+	ex->transfer = t;
+	return 0;
+nomem:
+	curl_slist_free_all(t->headers);
+	t->headers = NULL;
+	t->ex = NULL;
+	t->next_free = d->free_list;
+	d->free_list = t;
+	return -1;
+}
+
+static ach_kind failure_kind(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return ACH_KIND_TIMEOUT;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_USE_SSL_FAILED:
+		return ACH_KIND_TLS;
+	default:
+		return ACH_KIND_NETWORK;
+	}
+}
+
+/* Hands a finished transfer's answer to its exchange. */
+static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
+{
+	driver *d = core->driver;
+	ach_exchange *ex = t->ex;
+	ach_http_response r;
+	ach_buf msg = {0};
+	curl_off_t sent = 0;
+	memset(&r, 0, sizeof r);
+	ex->transfer = NULL;
+	r.reached = 1;
+	if (t->overflow) {
+		r.failure = ACH_KIND_DECODE;
+		ach_buf_printf(&msg, "the answer is larger than max_response_size (%zu bytes)", t->max);
+	} else if (rc != CURLE_OK) {
+		r.failure = failure_kind(rc);
+		curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &sent);
+		if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+		    rc == CURLE_COULDNT_RESOLVE_PROXY || sent == 0)
+			r.reached = 0;
+		ach_buf_adds(&msg, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+		if (r.failure == ACH_KIND_TLS)
+			ach_buf_adds(&msg, " (TLS: check the server's certificate; give the CA that "
+					   "signed it with ca_file, or set insecure = true to turn "
+					   "verification off)");
+	} else {
+		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.status);
+	}
+	r.message = msg.data;
+	r.headers = ex->resp_headers.data;
+	r.headers_len = ex->resp_headers.len;
+	r.body = ex->resp_body.data;
+	r.body_len = ex->resp_body.len;
+	transfer_recycle(d, t);
+	ach_exchange_response(ex, &r, now);
+	ach_buf_free(&msg);
+}
+
+/* Steps every runnable exchange once; returns the earliest wake-up time (or `until`). */
+static double step_runnable(ach_core *core, double now, double until, int *progress)
+{
+	driver *d = core->driver;
+	ach_exchange *ex = core->runnable, *next;
+	double wake = until;
+	for (; ex != NULL; ex = next) {
+		next = ex->next_runnable;
+		if (ex->transfer != NULL)
+			continue;
+		if (d->active >= core->opt.max_concurrency)
+			break;
+		switch (ach_exchange_step(ex, now)) {
+		case ACH_STEP_SEND:
+			if (start_transfer(core, ex) != 0) {
+				ach_http_response r;
+				memset(&r, 0, sizeof r);
+				r.failure = ACH_KIND_NETWORK;
+				r.message = "could not start the transfer (out of memory)";
+				ach_exchange_response(ex, &r, now);
+			}
+			*progress = 1;
+			break;
+		case ACH_STEP_WAIT:
+			if (ach_exchange_wake(ex) < wake)
+				wake = ach_exchange_wake(ex);
+			break;
+		default:
+			*progress = 1;
+			break;
+		}
+	}
+	return wake;
+}
+
+int ach_driver_run(ach_core *core, ach_exchange *target, double until)
+{
+	driver *d = core->driver;
+	unsigned finished0 = core->finished;
+	for (;;) {
+		double now = ach_now(), wake;
+		int running = 0, progress = 0, msgs;
+		long curl_ms = -1;
+		CURLMsg *m;
+		ach_exchange *ex;
+
+		/* exchanges that are runnable but wait for a free transfer slot are re-stepped
+		 * only when one frees up; the others get stepped now */
+		wake = step_runnable(core, now, until, &progress);
+		curl_multi_perform(d->multi, &running);
+		while ((m = curl_multi_info_read(d->multi, &msgs)) != NULL) {
+			transfer *t = NULL;
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+			complete(core, t, m->data.result, ach_now());
+			progress = 1;
+		}
+		if (target != NULL ? ach_exchange_done(target) : core->finished != finished0)
+			break;
+		now = ach_now();
+		if (now >= until)
+			break;
+		if (progress)
+			continue;
+		/* nothing moved: sleep in curl until a socket is ready, a transfer times out or an
+		 * exchange wakes up */
+		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable)
+			if (ex->transfer == NULL && ach_exchange_wake(ex) == 0 &&
+			    d->active < core->opt.max_concurrency)
+				wake = now; /* runnable right away */
+		curl_multi_timeout(d->multi, &curl_ms);
+		{
+			double w = wake - now;
+			int ms;
+			if (curl_ms >= 0 && curl_ms / 1000.0 < w)
+				w = curl_ms / 1000.0;
+			if (w > 1.0)
+				w = 1.0;
+			ms = w <= 0 ? 0 : (int)ceil(w * 1000);
+			if (running == 0 && core->runnable == NULL)
+				break; /* nothing in flight and nothing to step: nothing to wait for */
+			curl_multi_poll(d->multi, NULL, 0, ms, NULL);
+		}
+	}
+	return (int)(core->finished - finished0);
+}

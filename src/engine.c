@@ -1,0 +1,817 @@
+/*
+ * engine.c: exchanges, the policy of one logical call, with no I/O.
+ *
+ * An exchange hands its driver the next HTTP request to send (a shared token request first
+ * when the slot holds no usable token, a retry after a wait), takes the answer back, and
+ * ends with a result or an error. Everything a call decides lives here, once: when a token
+ * needs refreshing (and that the same token handed back ends the matter), what to retry and
+ * after how long, how to pace requests under the per-token rate limits, what a 401 means.
+ *
+ * States: START -> (BLOCKED on the slot's token request) -> (SLEEP for the governor) ->
+ * SENDING -> START again for a retry after SLEEP, or DONE.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "achievers.h"
+
+enum { ST_START, ST_BLOCKED, ST_SLEEP, ST_SENDING, ST_DONE };
+
+#define RETRY_BASE 0.25   /* first backoff, seconds; doubles each attempt */
+#define RETRY_MARGIN 0.05 /* governor window margin, as a fraction of the window (max 1 s) */
+
+/* ---- core and slots ---------------------------------------------------------------------- */
+
+ach_core *ach_core_new(void)
+{
+	ach_core *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	c->refs = 1;
+	if (ach_driver_init(c) != 0) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void options_free(ach_options *o)
+{
+	ach_url_free(&o->base);
+	free(o->client_id);
+	ach_free_secret(o->client_secret);
+	free(o->scope_comma);
+	free(o->scope_space);
+	free(o->redirect_uri);
+	free(o->ca_file);
+	free(o->proxy);
+	free(o->user_agent);
+	memset(o, 0, sizeof *o);
+}
+
+void ach_core_unref(ach_core *c)
+{
+	if (c == NULL || --c->refs > 0)
+		return;
+	ach_driver_free(c);
+	options_free(&c->opt);
+	free(c);
+}
+
+ach_slot *ach_slot_new(ach_core *c)
+{
+	ach_slot *s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return NULL;
+	s->refs = 1;
+	s->core = c;
+	c->refs++;
+	return s;
+}
+
+static void governor_reset(ach_slot *s)
+{
+	int i;
+	for (i = 0; i < ACH_CLASS_COUNT; i++)
+		s->sent_head[i] = s->sent_n[i] = 0;
+}
+
+void ach_slot_set_token(ach_slot *s, ach_token_data *t)
+{
+	if (s->tok == t)
+		return;
+	if (s->tok == NULL || t == NULL || strcmp(s->tok->access_token, t->access_token) != 0)
+		governor_reset(s); /* the server counts per access token */
+	ach_token_unref(s->tok);
+	s->tok = ach_token_ref(t);
+	s->refresh_after = 0;
+}
+
+static void exchange_destroy(ach_exchange *ex);
+
+void ach_slot_unref(ach_slot *s)
+{
+	int i;
+	if (s == NULL || --s->refs > 0)
+		return;
+	if (s->fetching != NULL)
+		exchange_destroy(s->fetching);
+	ach_token_unref(s->tok);
+	for (i = 0; i < ACH_CLASS_COUNT; i++)
+		free(s->sent[i]);
+	ach_core_unref(s->core);
+	free(s);
+}
+
+/* ---- rate governor ------------------------------------------------------------------------ */
+
+int ach_rate_class(const char *method, const char *url)
+{
+	static const char *const heavy[] = {"/api/v5/recognitions", "/api/v5/newsfeed-events", NULL};
+	const char *p;
+	size_t n;
+	int i;
+	if (strcmp(method, "GET") != 0)
+		return ACH_CLASS_DEFAULT;
+	p = strstr(url, "://");
+	p = p != NULL ? strchr(p + 3, '/') : NULL;
+	if (p == NULL)
+		return ACH_CLASS_DEFAULT;
+	n = strcspn(p, "?#");
+	for (i = 0; heavy[i] != NULL; i++)
+		if (n == strlen(heavy[i]) && strncmp(p, heavy[i], n) == 0)
+			return ACH_CLASS_HEAVY;
+	return ACH_CLASS_DEFAULT;
+}
+
+/* Seconds to wait before one more request of this class may go out (0: now). */
+static double governor_wait(ach_slot *s, int cls, double now)
+{
+	const ach_limit *lim = &s->core->opt.limits[cls];
+	double oldest, window;
+	if (!s->core->opt.rate_limit || lim->count <= 0 || s->sent_n[cls] < lim->count)
+		return 0;
+	window = lim->window + fmin(1.0, lim->window * RETRY_MARGIN);
+	oldest = s->sent[cls][s->sent_head[cls]];
+	return oldest + window > now ? oldest + window - now : 0;
+}
+
+static int governor_record(ach_slot *s, int cls, double now)
+{
+	const ach_limit *lim = &s->core->opt.limits[cls];
+	if (!s->core->opt.rate_limit || lim->count <= 0)
+		return 0;
+	if (s->sent[cls] == NULL) {
+		s->sent[cls] = calloc((size_t)lim->count, sizeof(double));
+		if (s->sent[cls] == NULL)
+			return -1;
+	}
+	if (s->sent_n[cls] < lim->count) {
+		s->sent[cls][(s->sent_head[cls] + s->sent_n[cls]) % lim->count] = now;
+		s->sent_n[cls]++;
+	} else {
+		s->sent[cls][s->sent_head[cls]] = now;
+		s->sent_head[cls] = (s->sent_head[cls] + 1) % lim->count;
+	}
+	return 0;
+}
+
+/* ---- exchanges ----------------------------------------------------------------------------- */
+
+void ach_exchange_init(ach_exchange *ex, ach_core *core, ach_slot *slot, ach_ex_type type)
+{
+	memset(ex, 0, sizeof *ex);
+	ex->type = type;
+	ex->core = core;
+	core->refs++;
+	ex->slot = slot;
+	if (slot != NULL)
+		slot->refs++;
+	ex->timeout = core->opt.timeout;
+	ex->started = ach_now();
+}
+
+static void unlink_runnable(ach_exchange *ex)
+{
+	ach_exchange **p;
+	if (!ex->in_runnable)
+		return;
+	for (p = &ex->core->runnable; *p != NULL; p = &(*p)->next_runnable)
+		if (*p == ex) {
+			*p = ex->next_runnable;
+			break;
+		}
+	ex->in_runnable = 0;
+	ex->next_runnable = NULL;
+}
+
+static void unlink_waiter(ach_exchange *ex)
+{
+	ach_exchange **p;
+	if (ex->slot == NULL)
+		return;
+	for (p = &ex->slot->waiters; *p != NULL; p = &(*p)->next_waiter)
+		if (*p == ex) {
+			*p = ex->next_waiter;
+			break;
+		}
+	ex->next_waiter = NULL;
+}
+
+void ach_exchange_schedule(ach_exchange *ex)
+{
+	if (ex->in_runnable || ex->state == ST_DONE)
+		return;
+	ex->next_runnable = ex->core->runnable;
+	ex->core->runnable = ex;
+	ex->in_runnable = 1;
+}
+
+void ach_exchange_cancel(ach_exchange *ex)
+{
+	if (ex->core == NULL)
+		return;
+	if (ex->transfer != NULL)
+		ach_driver_cancel(ex->core, ex);
+	unlink_runnable(ex);
+	unlink_waiter(ex);
+	if (ex->slot != NULL && ex->slot->fetching == ex)
+		ex->slot->fetching = NULL;
+}
+
+void ach_exchange_release(ach_exchange *ex)
+{
+	int i;
+	if (ex->core == NULL)
+		return;
+	ach_exchange_cancel(ex);
+	free(ex->method);
+	free(ex->url);
+	ach_buf_free(&ex->body);
+	free(ex->content_type);
+	if (ex->extra_headers != NULL) {
+		for (i = 0; ex->extra_headers[i] != NULL; i++)
+			free(ex->extra_headers[i]);
+		free(ex->extra_headers);
+	}
+	free(ex->headers);
+	ach_free_secret(ex->code);
+	free(ex->grant_scope);
+	if (ex->auth_header.data != NULL)
+		memset(ex->auth_header.data, 0, ex->auth_header.len);
+	ach_buf_free(&ex->auth_header);
+	ach_buf_free(&ex->resp_headers);
+	ach_buf_free(&ex->resp_body);
+	ach_buf_free(&ex->message);
+	ach_buf_free(&ex->error_url);
+	ach_buf_free(&ex->scratch);
+	free(ex->error_method);
+	ach_token_unref(ex->token);
+	ach_slot_unref(ex->slot);
+	ach_core_unref(ex->core);
+	memset(ex, 0, sizeof *ex);
+}
+
+static void exchange_destroy(ach_exchange *ex)
+{
+	ach_exchange_release(ex);
+	free(ex);
+}
+
+int ach_exchange_done(const ach_exchange *ex)
+{
+	return ex->state == ST_DONE;
+}
+
+static void finish(ach_exchange *ex)
+{
+	ex->state = ST_DONE;
+	unlink_runnable(ex);
+	ex->core->finished++;
+}
+
+static void fail(ach_exchange *ex, ach_kind kind, const char *message)
+{
+	ex->failure = kind;
+	ach_buf_reset(&ex->message);
+	if (message != NULL)
+		ach_buf_adds(&ex->message, message);
+	finish(ex);
+}
+
+/* ---- token requests ------------------------------------------------------------------------- */
+
+static const char *grant_name(ach_grant g)
+{
+	switch (g) {
+	case ACH_GRANT_AUTHORIZATION_CODE:
+		return "authorization_code";
+	case ACH_GRANT_REFRESH_TOKEN:
+		return "refresh_token";
+	default:
+		return "client_credentials";
+	}
+}
+
+/* A token request for the slot's grant, shared by every exchange that waits on the slot. */
+static ach_exchange *start_token_fetch(ach_slot *s)
+{
+	ach_exchange *t = malloc(sizeof *t);
+	if (t == NULL)
+		return NULL;
+	ach_exchange_init(t, s->core, s, ACH_EX_TOKEN);
+	t->owned_by_slot = 1;
+	if (s->user && s->tok != NULL && s->tok->refresh_token != NULL) {
+		t->grant = ACH_GRANT_REFRESH_TOKEN;
+		t->code = ach_strdup(s->tok->refresh_token);
+		t->grant_scope = ach_strdup(s->tok->scope);
+		if (t->code == NULL || t->grant_scope == NULL) {
+			exchange_destroy(t);
+			return NULL;
+		}
+	} else {
+		t->grant = ACH_GRANT_CLIENT_CREDENTIALS;
+	}
+	s->fetching = t;
+	ach_exchange_schedule(t);
+	return t;
+}
+
+static int add_basic_auth(ach_exchange *ex)
+{
+	const ach_options *o = &ex->core->opt;
+	ach_buf raw = {0};
+	int rc;
+	rc = ach_url_escape(&raw, o->client_id, strlen(o->client_id)) || ach_buf_addc(&raw, ':') ||
+	     ach_url_escape(&raw, o->client_secret, strlen(o->client_secret)) ||
+	     ach_buf_adds(&ex->auth_header, "Authorization: Basic ") ||
+	     ach_base64(&ex->auth_header, (const unsigned char *)raw.data, raw.len);
+	if (raw.data != NULL)
+		memset(raw.data, 0, raw.len);
+	ach_buf_free(&raw);
+	return rc ? -1 : 0;
+}
+
+static int form_field(ach_buf *b, const char *k, const char *v)
+{
+	return (b->len > 0 && ach_buf_addc(b, '&')) || ach_buf_adds(b, k) || ach_buf_addc(b, '=') ||
+	       ach_url_escape(b, v, strlen(v));
+}
+
+static int json_field(ach_buf *b, const char *k, const char *v)
+{
+	return ach_buf_adds(b, b->len > 1 ? "," : "") || ach_json_string(b, k) ||
+	       ach_buf_addc(b, ':') || ach_json_string(b, v);
+}
+
+/* Builds the token request per section 0 of achievers-api.md: a JSON body with the
+ * credentials plus Basic by default; form bodies for standard OAuth servers. */
+static int build_token_request(ach_exchange *ex)
+{
+	const ach_options *o = &ex->core->opt;
+	const char *grant = grant_name(ex->grant);
+	int json = o->token_auth == ACH_AUTH_JSON, rc = 0;
+	const char *scope = ex->grant_scope != NULL ? ex->grant_scope
+			    : json			? o->scope_comma
+							: o->scope_space;
+	ach_buf *b = &ex->body;
+	free(ex->method);
+	free(ex->url);
+	ex->method = ach_strdup("POST");
+	ex->url = NULL;
+	{
+		ach_buf u = {0};
+		if (ach_buf_adds(&u, o->base.origin) || ach_buf_adds(&u, o->base.path) ||
+		    ach_buf_adds(&u, "/oauth/v2/openIDConnectClient/token")) {
+			ach_buf_free(&u);
+			return -1;
+		}
+		ex->url = ach_buf_take(&u);
+	}
+	ach_buf_reset(b);
+	ach_buf_reset(&ex->auth_header);
+	free(ex->content_type);
+	ex->content_type = ach_strdup(json ? "Content-Type: application/json"
+				       : "Content-Type: application/x-www-form-urlencoded");
+	if (ex->method == NULL || ex->url == NULL || ex->content_type == NULL)
+		return -1;
+	if (json) {
+		rc = ach_buf_addc(b, '{') || json_field(b, "grant_type", grant);
+		if (ex->grant != ACH_GRANT_AUTHORIZATION_CODE && scope != NULL && scope[0] != '\0')
+			rc = rc || json_field(b, "scope", scope);
+		if (ex->grant == ACH_GRANT_AUTHORIZATION_CODE)
+			rc = rc || json_field(b, "code", ex->code);
+		if (ex->grant == ACH_GRANT_REFRESH_TOKEN)
+			rc = rc || json_field(b, "refresh_token", ex->code);
+		rc = rc || json_field(b, "client_id", o->client_id) ||
+		     json_field(b, "client_secret", o->client_secret) || ach_buf_addc(b, '}');
+	} else {
+		rc = form_field(b, "grant_type", grant);
+		if (ex->grant != ACH_GRANT_AUTHORIZATION_CODE && scope != NULL && scope[0] != '\0')
+			rc = rc || form_field(b, "scope", scope);
+		if (ex->grant == ACH_GRANT_AUTHORIZATION_CODE) {
+			rc = rc || form_field(b, "code", ex->code);
+			if (o->redirect_uri != NULL)
+				rc = rc || form_field(b, "redirect_uri", o->redirect_uri);
+		}
+		if (ex->grant == ACH_GRANT_REFRESH_TOKEN)
+			rc = rc || form_field(b, "refresh_token", ex->code);
+		if (o->token_auth == ACH_AUTH_POST)
+			rc = rc || form_field(b, "client_id", o->client_id) ||
+			     form_field(b, "client_secret", o->client_secret);
+	}
+	if (rc == 0 && o->token_auth != ACH_AUTH_POST)
+		rc = add_basic_auth(ex);
+	return rc ? -1 : 0;
+}
+
+/* ---- stepping -------------------------------------------------------------------------------- */
+
+static int token_usable(ach_slot *s, double now, int *refresh)
+{
+	const ach_token_data *t = s->tok;
+	double rem;
+	*refresh = 0;
+	if (t == NULL) {
+		*refresh = 1;
+		return 0;
+	}
+	rem = ach_token_remaining(t);
+	if (rem > s->core->opt.refresh_window)
+		return 1;
+	if (s->user && t->refresh_token == NULL)
+		return rem > 0; /* nothing to refresh with: use it to the end */
+	if (now < s->refresh_after && rem > 0)
+		return 1; /* the server handed back the same token a moment ago */
+	*refresh = 1;
+	return 0;
+}
+
+static int build_api_request(ach_exchange *ex)
+{
+	ach_buf_reset(&ex->auth_header);
+	if (!ex->needs_auth)
+		return 0;
+	return ach_buf_adds(&ex->auth_header, "Authorization: Bearer ") ||
+			       ach_buf_adds(&ex->auth_header, ex->slot->tok->access_token)
+		       ? -1
+		       : 0;
+}
+
+ach_step ach_exchange_step(ach_exchange *ex, double now)
+{
+	ach_slot *s = ex->slot;
+	int refresh;
+	double wait;
+	for (;;) {
+		switch (ex->state) {
+		case ST_DONE:
+			return ACH_STEP_DONE;
+		case ST_BLOCKED:
+		case ST_SENDING:
+			return ACH_STEP_BLOCKED;
+		case ST_SLEEP:
+			if (now < ex->wake_at)
+				return ACH_STEP_WAIT;
+			ex->state = ST_START;
+			continue;
+		case ST_START:
+			break;
+		}
+		if (ex->type == ACH_EX_TOKEN) {
+			if (build_token_request(ex) != 0) {
+				fail(ex, ACH_KIND_NETWORK, "not enough memory");
+				return ACH_STEP_DONE;
+			}
+			ex->attempt++;
+			ex->state = ST_SENDING;
+			return ACH_STEP_SEND;
+		}
+		if (ex->needs_auth || ex->type == ACH_EX_ENSURE) {
+			int have = token_usable(s, now, &refresh);
+			if (ex->force_refresh && s->fetching == NULL && !ex->forced) {
+				have = 0;
+				refresh = 1;
+			}
+			if (!have) {
+				if (s->fetching == NULL && refresh && s->user &&
+				    (s->tok == NULL || s->tok->refresh_token == NULL)) {
+					fail(ex, ACH_KIND_REAUTHORIZE,
+					     s->tok == NULL ? "no user token: run the authorization flow"
+							    : "the user token expired and there is no "
+							      "refresh token: run the authorization flow again");
+					return ACH_STEP_DONE;
+				}
+				if (s->fetching == NULL) {
+					if (s->core->opt.client_id == NULL ||
+					    s->core->opt.client_secret == NULL) {
+						fail(ex, ACH_KIND_AUTH,
+						     "no usable token and no client_id/client_secret to get one");
+						return ACH_STEP_DONE;
+					}
+					if (start_token_fetch(s) == NULL) {
+						fail(ex, ACH_KIND_NETWORK, "not enough memory");
+						return ACH_STEP_DONE;
+					}
+				}
+				ex->forced = 1;
+				ex->state = ST_BLOCKED;
+				ex->next_waiter = s->waiters;
+				s->waiters = ex;
+				unlink_runnable(ex);
+				return ACH_STEP_BLOCKED;
+			}
+			if (ex->type == ACH_EX_ENSURE) {
+				ach_token_unref(ex->token);
+				ex->token = ach_token_ref(s->tok);
+				finish(ex);
+				return ACH_STEP_DONE;
+			}
+		}
+		if (s != NULL && (wait = governor_wait(s, ex->rate_class, now)) > 0) {
+			ex->state = ST_SLEEP;
+			ex->wake_at = now + wait;
+			ach_hook_rate_limit(ex->core, ex, wait);
+			return ACH_STEP_WAIT;
+		}
+		if (build_api_request(ex) != 0 || (s != NULL && governor_record(s, ex->rate_class, now))) {
+			fail(ex, ACH_KIND_NETWORK, "not enough memory");
+			return ACH_STEP_DONE;
+		}
+		ex->attempt++;
+		ex->state = ST_SENDING;
+		return ACH_STEP_SEND;
+	}
+}
+
+double ach_exchange_wake(const ach_exchange *ex)
+{
+	return ex->state == ST_SLEEP ? ex->wake_at : 0;
+}
+
+void ach_exchange_request(ach_exchange *ex, ach_http_request *req)
+{
+	int n = 0, i;
+	if (ex->headers == NULL) {
+		int extra = 0;
+		while (ex->extra_headers != NULL && ex->extra_headers[extra] != NULL)
+			extra++;
+		ex->headers = calloc((size_t)extra + 6, sizeof *ex->headers);
+	}
+	if (ex->headers != NULL) {
+		ex->headers[n++] = "Accept: application/json";
+		if (ex->content_type != NULL)
+			ex->headers[n++] = ex->content_type;
+		if (ex->auth_header.len > 0)
+			ex->headers[n++] = ex->auth_header.data;
+		for (i = 0; ex->extra_headers != NULL && ex->extra_headers[i] != NULL; i++)
+			ex->headers[n++] = ex->extra_headers[i];
+		ex->headers[n] = NULL;
+	}
+	req->method = ex->method;
+	req->url = ex->url;
+	req->headers = (const char *const *)ex->headers;
+	req->body = ex->body.data;
+	req->body_len = ex->body.len;
+	req->timeout = ex->timeout;
+	req->attempt = ex->attempt;
+}
+
+/* ---- answers ------------------------------------------------------------------------------------ */
+
+/* Finds a header in a raw header block; returns its value (not NUL-terminated) and length. */
+const char *ach_header_find(const char *block, size_t len, const char *name, size_t *vlen)
+{
+	size_t nlen = strlen(name), i = 0;
+	while (i < len) {
+		size_t end = i;
+		while (end < len && block[end] != '\n')
+			end++;
+		if (end - i > nlen && block[i + nlen] == ':' && strncasecmp(block + i, name, nlen) == 0) {
+			const char *v = block + i + nlen + 1;
+			const char *e = block + end;
+			while (v < e && (*v == ' ' || *v == '\t'))
+				v++;
+			while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			*vlen = (size_t)(e - v);
+			return v;
+		}
+		i = end + 1;
+	}
+	return NULL;
+}
+
+/* Parses an HTTP date (IMF-fixdate); returns the UNIX time or 0. */
+int64_t ach_parse_http_date(const char *s, size_t n)
+{
+	char tmp[64];
+	struct tm tm;
+	const char *end;
+	if (n == 0 || n >= sizeof tmp)
+		return 0;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	memset(&tm, 0, sizeof tm);
+	end = strptime(tmp, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	if (end == NULL || *end != '\0')
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/* Retry-After: delta seconds or an HTTP date; -1 when absent or unreadable. */
+double ach_parse_retry_after(const char *v, size_t n, int64_t date)
+{
+	size_t i;
+	double secs = 0;
+	int64_t when;
+	if (v == NULL || n == 0)
+		return -1;
+	for (i = 0; i < n && isdigit((unsigned char)v[i]); i++) {
+		secs = secs * 10 + (v[i] - '0');
+		if (secs > 1e9)
+			return -1;
+	}
+	if (i == n)
+		return secs;
+	when = ach_parse_http_date(v, n);
+	if (when == 0)
+		return -1;
+	when -= date > 0 ? date : (int64_t)ach_wall();
+	return when > 0 ? (double)when : 0;
+}
+
+static int method_idempotent(const char *m)
+{
+	return strcmp(m, "GET") == 0 || strcmp(m, "OPTIONS") == 0 || strcmp(m, "HEAD") == 0;
+}
+
+static int retry_status(long status)
+{
+	return status == 429 || status == 502 || status == 503 || status == 504;
+}
+
+/* Backoff for the attempt just failed: base * 2^(attempt-1), with jitter in [50%, 100%]. */
+static double backoff(int attempt)
+{
+	unsigned char r = 0;
+	double d = RETRY_BASE * pow(2.0, attempt - 1);
+	ach_random_bytes(&r, 1);
+	return d * (0.5 + (double)r / 510.0);
+}
+
+/* A token exchange owned by a slot ended: install the token or pass the failure on. */
+static void token_fetch_done(ach_exchange *t, double now)
+{
+	ach_slot *s = t->slot;
+	ach_exchange *w = s->waiters;
+	if (t->token == NULL && t->grant == ACH_GRANT_REFRESH_TOKEN &&
+	    (t->status == 400 || t->status == 401))
+		t->failure = ACH_KIND_REAUTHORIZE; /* the refresh token is no good any more */
+	if (t->token != NULL && t->token->refresh_token == NULL && s->tok != NULL &&
+	    s->tok->refresh_token != NULL) {
+		t->token->refresh_token = ach_strdup(s->tok->refresh_token); /* kept when not rotated */
+	}
+	if (t->token != NULL) {
+		int same = s->tok != NULL && strcmp(s->tok->access_token, t->token->access_token) == 0;
+		ach_slot_set_token(s, t->token);
+		if (same) {
+			/* The server handed back the token we held: do not ask again for a while. */
+			double rem = ach_token_remaining(s->tok);
+			s->refresh_after = now + fmin(300.0, fmax(rem / 2, 1.0));
+		} else {
+			ach_hook_token(t->core, t, s);
+		}
+	}
+	s->waiters = NULL;
+	s->fetching = NULL;
+	while (w != NULL) {
+		ach_exchange *next = w->next_waiter;
+		w->next_waiter = NULL;
+		if (t->token != NULL) {
+			w->state = ST_START;
+			ach_exchange_schedule(w);
+		} else {
+			/* the waiter fails with the token request's failure */
+			w->failure = t->failure != ACH_KIND_NONE ? t->failure : ach_kind_for_status(t->status);
+			w->status = t->status;
+			w->retry_after = t->retry_after;
+			w->token_failed = 1;
+			ach_buf_reset(&w->resp_body);
+			ach_buf_reset(&w->resp_headers);
+			ach_buf_reset(&w->message);
+			ach_buf_add(&w->resp_body, t->resp_body.data, t->resp_body.len);
+			ach_buf_add(&w->resp_headers, t->resp_headers.data, t->resp_headers.len);
+			ach_buf_add(&w->message, t->message.data, t->message.len);
+			free(w->error_method);
+			w->error_method = ach_strdup(t->method);
+			ach_buf_reset(&w->error_url);
+			ach_buf_adds(&w->error_url, t->url);
+			finish(w);
+		}
+		w = next;
+	}
+	exchange_destroy(t);
+}
+
+/* Decodes a token answer; sets t->token or a decode failure. Needs the Lua state. */
+static void take_token_answer(ach_exchange *t, int64_t date)
+{
+	lua_State *L = t->core->L;
+	const char *why = NULL;
+	int top = lua_gettop(L);
+	if (!ach_json_decode(L, t->resp_body.data ? t->resp_body.data : "", t->resp_body.len)) {
+		why = "the token answer is not JSON";
+	} else {
+		const ach_options *o = &t->core->opt;
+		const char *scope = t->grant_scope != NULL ? t->grant_scope : o->scope_comma;
+		t->token = ach_token_from_answer(L, -1, t->grant == ACH_GRANT_CLIENT_CREDENTIALS
+							       ? "client_credentials"
+							       : "authorization_code",
+						 scope, date, &why);
+	}
+	lua_settop(L, top);
+	if (t->token == NULL) {
+		t->failure = ACH_KIND_DECODE;
+		ach_buf_reset(&t->message);
+		ach_buf_adds(&t->message, why);
+	}
+}
+
+void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double now)
+{
+	const ach_options *o = &ex->core->opt;
+	size_t vlen = 0;
+	const char *v;
+	int64_t date = 0;
+	int retry = 0, idempotent;
+	double delay = -1;
+
+	ex->status = r->status;
+	ex->failure = r->failure;
+	ex->retry_after = -1;
+	ach_buf_reset(&ex->message);
+	if (r->failure != ACH_KIND_NONE && r->message != NULL)
+		ach_buf_adds(&ex->message, r->message);
+	if (r->headers != ex->resp_headers.data) {
+		ach_buf_reset(&ex->resp_headers);
+		ach_buf_add(&ex->resp_headers, r->headers, r->headers_len);
+	}
+	if (r->body != ex->resp_body.data) {
+		ach_buf_reset(&ex->resp_body);
+		ach_buf_add(&ex->resp_body, r->body, r->body_len);
+	}
+	ach_hook_trace(ex->core, ex, r->failure != ACH_KIND_NONE ? "error" : "response", r);
+
+	if (r->failure == ACH_KIND_NONE) {
+		v = ach_header_find(ex->resp_headers.data, ex->resp_headers.len, "Date", &vlen);
+		if (v != NULL && (date = ach_parse_http_date(v, vlen)) > 0) {
+			double skew = (double)date - ach_wall();
+			ex->core->skew = fabs(skew) >= 2.0 ? (int64_t)llround(skew) : 0;
+			if (ex->slot != NULL && ex->slot->tok != NULL)
+				ex->slot->tok->skew = ex->core->skew;
+		}
+		v = ach_header_find(ex->resp_headers.data, ex->resp_headers.len, "Retry-After", &vlen);
+		ex->retry_after = ach_parse_retry_after(v, vlen, date);
+	}
+
+	/* 401 on an API call: drop the token, get a new one once, repeat the call once. */
+	if (r->status == 401 && ex->type == ACH_EX_API && ex->needs_auth && !ex->auth_retried &&
+	    ex->slot != NULL && ex->slot->tok != NULL &&
+	    (!ex->slot->user || ex->slot->tok->refresh_token != NULL)) {
+		ex->auth_retried = 1;
+		if (ex->slot->user) {
+			ex->slot->refresh_after = 0;
+			ex->slot->tok->expires_at = 0; /* forces the refresh grant */
+		} else {
+			ach_slot_set_token(ex->slot, NULL);
+		}
+		ex->state = ST_START;
+		ach_exchange_schedule(ex);
+		return;
+	}
+
+	/* 401 with a user token that cannot be refreshed: only a new authorization helps */
+	if (r->status == 401 && ex->type == ACH_EX_API && ex->needs_auth && ex->slot != NULL &&
+	    ex->slot->user && (ex->slot->tok == NULL || ex->slot->tok->refresh_token == NULL)) {
+		ex->failure = ACH_KIND_REAUTHORIZE;
+		ach_buf_reset(&ex->message);
+		ach_buf_adds(&ex->message, "the server rejected the user token and there is no refresh "
+					   "token: run the authorization flow again");
+		finish(ex);
+		return;
+	}
+
+	idempotent = ex->type == ACH_EX_TOKEN || method_idempotent(ex->method);
+	if (r->failure != ACH_KIND_NONE)
+		retry = idempotent || !r->reached;
+	else if (retry_status(r->status))
+		retry = idempotent || r->status == 429;
+	if (retry && ex->attempt <= o->retries) {
+		delay = ex->retry_after >= 0 ? ex->retry_after : backoff(ex->attempt);
+		if (delay > o->retry_max_wait)
+			retry = 0;
+	} else {
+		retry = 0;
+	}
+	if (retry) {
+		ach_hook_retry(ex->core, ex, delay);
+		ex->state = ST_SLEEP;
+		ex->wake_at = now + delay;
+		ach_exchange_schedule(ex);
+		return;
+	}
+
+	if (ex->type == ACH_EX_TOKEN && ex->failure == ACH_KIND_NONE && r->status >= 200 &&
+	    r->status < 300)
+		take_token_answer(ex, date);
+	if (ex->type == ACH_EX_TOKEN && ex->owned_by_slot) {
+		token_fetch_done(ex, now);
+		return;
+	}
+	finish(ex);
+}

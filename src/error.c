@@ -1,0 +1,106 @@
+/*
+ * error.c: the error object of the public contract. Operational failures return nil and one
+ * of these: a table {kind, status, code, message, retry_after, method, url, body, headers}
+ * whose metatable gives a one-line tostring. Nothing secret is ever put in one: URLs are
+ * redacted by the caller and request headers are not kept.
+ */
+#include <string.h>
+
+#include "achievers.h"
+
+static const char *const kind_names[] = {
+#define ACH_KIND_NAME(e, s) s,
+	ACH_KINDS(ACH_KIND_NAME)
+#undef ACH_KIND_NAME
+};
+
+const char *ach_kind_name(ach_kind k)
+{
+	return (unsigned)k < ACH_KIND_COUNT ? kind_names[k] : "unknown";
+}
+
+ach_kind ach_kind_for_status(long status)
+{
+	static const struct {
+		long status;
+		ach_kind kind;
+	} map[] = {
+		{400, ACH_KIND_INVALID}, {401, ACH_KIND_AUTH}, {403, ACH_KIND_FORBIDDEN},
+		{404, ACH_KIND_NOT_FOUND}, {410, ACH_KIND_NOT_FOUND}, {422, ACH_KIND_INVALID},
+		{429, ACH_KIND_RATE_LIMITED},
+	};
+	size_t i;
+	if (status >= 200 && status < 300)
+		return ACH_KIND_NONE;
+	for (i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (map[i].status == status)
+			return map[i].kind;
+	if (status >= 400 && status < 500)
+		return ACH_KIND_INVALID;
+	return ACH_KIND_SERVER; /* 5xx, and answers a client should never get (1xx, 3xx) */
+}
+
+void ach_push_error(lua_State *L, ach_kind kind, const char *message)
+{
+	lua_createtable(L, 0, 8);
+	lua_pushstring(L, ach_kind_name(kind));
+	lua_setfield(L, -2, "kind");
+	if (message != NULL) {
+		lua_pushstring(L, message);
+		lua_setfield(L, -2, "message");
+	}
+	luaL_setmetatable(L, ACH_ERROR_MT);
+}
+
+int ach_fail(lua_State *L, ach_kind kind, const char *message)
+{
+	lua_pushnil(L);
+	ach_push_error(L, kind, message);
+	return 2;
+}
+
+/* "achievers: not_found (404 not_found) GET https://host/api/v5/users/1: no such user".
+ * Built by pushing the pieces and concatenating them, so no buffer spans stack changes. */
+static int error_tostring(lua_State *L)
+{
+	int base;
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	lua_getfield(L, 1, "kind");       /* 2 */
+	lua_getfield(L, 1, "status");     /* 3 */
+	lua_getfield(L, 1, "code");       /* 4 */
+	lua_getfield(L, 1, "method");     /* 5 */
+	lua_getfield(L, 1, "url");        /* 6 */
+	lua_getfield(L, 1, "message");    /* 7 */
+	lua_getfield(L, 1, "retry_after"); /* 8 */
+	base = lua_gettop(L);
+	lua_pushliteral(L, "achievers: ");
+	if (lua_type(L, 2) == LUA_TSTRING)
+		lua_pushvalue(L, 2);
+	else
+		lua_pushliteral(L, "error");
+	if (lua_type(L, 3) == LUA_TNUMBER && lua_type(L, 4) == LUA_TSTRING)
+		lua_pushfstring(L, " (%d %s)", (int)lua_tonumber(L, 3), lua_tostring(L, 4));
+	else if (lua_type(L, 3) == LUA_TNUMBER)
+		lua_pushfstring(L, " (%d)", (int)lua_tonumber(L, 3));
+	else if (lua_type(L, 4) == LUA_TSTRING)
+		lua_pushfstring(L, " (%s)", lua_tostring(L, 4));
+	if (lua_type(L, 5) == LUA_TSTRING && lua_type(L, 6) == LUA_TSTRING)
+		lua_pushfstring(L, " %s %s", lua_tostring(L, 5), lua_tostring(L, 6));
+	if (lua_type(L, 7) == LUA_TSTRING)
+		lua_pushfstring(L, ": %s", lua_tostring(L, 7));
+	if (lua_type(L, 8) == LUA_TNUMBER)
+		lua_pushfstring(L, " (retry after %d s)", (int)lua_tonumber(L, 8));
+	lua_concat(L, lua_gettop(L) - base);
+	return 1;
+}
+
+void ach_error_open(lua_State *L)
+{
+	luaL_newmetatable(L, ACH_ERROR_MT);
+	lua_pushcfunction(L, error_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pushliteral(L, "achievers.error");
+	lua_setfield(L, -2, "__name");
+	lua_pop(L, 1);
+}

@@ -1,0 +1,24 @@
+/*
+ * module.c: luaopen_achievers, the module table of the public contract.
+ */
+#include "achievers.h"
+
+ACH_EXPORT int luaopen_achievers(lua_State *L)
+{
+	static const luaL_Reg functions[] = {
+		{"client", ach_client_new},
+		{"token", ach_token_new},
+		{NULL, NULL},
+	};
+	ach_json_init(L);
+	ach_error_open(L);
+	ach_token_open(L);
+	ach_request_open(L);
+	ach_client_open(L);
+	luaL_newlib(L, functions);
+	lua_pushliteral(L, ACH_VERSION);
+	lua_setfield(L, -2, "_VERSION");
+	ach_push_null(L);
+	lua_setfield(L, -2, "null");
+	return 1;
+}

@@ -1,0 +1,347 @@
+/*
+ * request.c: the pending-request object, and the asynchronous calls built on it: async,
+ * poll and batch. Every call, blocking or not, runs as an exchange inside one of these
+ * objects, so whatever the exchange holds is freed by __gc even when a raise interrupts.
+ *
+ * User value of a request: {client = the client it runs on, on_done = fn, result = {data, err}}.
+ * Async requests are anchored in their root client's `pending` table until poll reports them,
+ * so a request the caller dropped still runs and its callback still fires.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "achievers.h"
+
+typedef struct request {
+	ach_exchange ex;
+} request;
+
+static request *check_request(lua_State *L, int idx)
+{
+	request *r = luaL_checkudata(L, idx, ACH_REQUEST_MT);
+	if (r->ex.core == NULL)
+		luaL_argerror(L, idx, "request has been released");
+	return r;
+}
+
+ach_exchange *ach_request_push(lua_State *L, int cl, ach_ex_type type)
+{
+	request *r;
+	cl = lua_absindex(L, cl);
+	r = ach_newuserdata(L, sizeof *r);
+	memset(r, 0, sizeof *r);
+	luaL_setmetatable(L, ACH_REQUEST_MT);
+	lua_createtable(L, 0, 3);
+	lua_pushvalue(L, cl);
+	lua_setfield(L, -2, "client");
+	ach_setuservalue(L, -2);
+	ach_exchange_init(&r->ex, ach_client_core(L, cl), ach_client_slot(L, cl), type);
+	r->ex.owner = r;
+	return &r->ex;
+}
+
+static int request_gc(lua_State *L)
+{
+	request *r = luaL_checkudata(L, 1, ACH_REQUEST_MT);
+	ach_exchange_release(&r->ex);
+	return 0;
+}
+
+/* Pushes field `name` of the request's user value. */
+static void push_field(lua_State *L, int idx, const char *name)
+{
+	ach_getuservalue(L, idx);
+	lua_getfield(L, -1, name);
+	lua_remove(L, -2);
+}
+
+/* Pushes the root client's pending table for the client at idx. */
+static void push_pending(lua_State *L, int cl)
+{
+	ach_getuservalue(L, cl);
+	lua_getfield(L, -1, "root");
+	ach_getuservalue(L, -1);
+	lua_getfield(L, -1, "pending");
+	lua_replace(L, -4);
+	lua_pop(L, 2);
+}
+
+/* Pushes data, err for a finished request, computing them once. */
+static void push_cached_result(lua_State *L, int idx)
+{
+	request *r = check_request(L, idx);
+	idx = lua_absindex(L, idx);
+	push_field(L, idx, "result");
+	if (lua_isnil(L, -1)) {
+		int n, top;
+		lua_pop(L, 1);
+		push_field(L, idx, "client");
+		top = lua_gettop(L);
+		n = ach_exchange_push_result(L, &r->ex, top);
+		lua_createtable(L, 2, 0);
+		lua_pushvalue(L, -1 - n);
+		lua_rawseti(L, -2, 1);
+		if (n == 2) {
+			lua_pushvalue(L, -2);
+			lua_rawseti(L, -2, 2);
+		}
+		ach_getuservalue(L, idx);
+		lua_pushvalue(L, -2);
+		lua_setfield(L, -2, "result");
+		lua_pop(L, 1);
+		lua_replace(L, top);
+		lua_settop(L, top);
+	}
+	lua_rawgeti(L, -1, 1);
+	lua_rawgeti(L, -2, 2);
+	lua_remove(L, -3);
+}
+
+static int request_done(lua_State *L)
+{
+	lua_pushboolean(L, ach_exchange_done(&check_request(L, 1)->ex));
+	return 1;
+}
+
+/* Runs the core until the request at idx is done. */
+static void wait_for(lua_State *L, request *r)
+{
+	ach_core *core = r->ex.core;
+	core->L = L;
+	while (!ach_exchange_done(&r->ex)) {
+		ach_driver_run(core, &r->ex, INFINITY);
+		if (!ach_exchange_done(&r->ex) && core->runnable == NULL && r->ex.transfer == NULL &&
+		    (r->ex.slot == NULL || r->ex.slot->fetching == NULL))
+			luaL_error(L, "achievers: internal error: request stalled");
+	}
+	ach_raise_hook_error(L, core);
+}
+
+static int request_result(lua_State *L)
+{
+	request *r = check_request(L, 1);
+	lua_settop(L, 1);
+	wait_for(L, r);
+	push_cached_result(L, 1);
+	push_field(L, 1, "on_done");
+	if (lua_isnil(L, -1)) {
+		/* consumed here: poll has nothing left to report for it */
+		r->ex.reported = 1;
+		push_field(L, 1, "client");
+		push_pending(L, lua_gettop(L));
+		lua_pushvalue(L, 1);
+		lua_pushnil(L);
+		lua_rawset(L, -3);
+		lua_pop(L, 2);
+	}
+	lua_pop(L, 1);
+	return lua_isnil(L, -1) ? 1 : 2;
+}
+
+static int request_on_done(lua_State *L)
+{
+	request *r = check_request(L, 1);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	ach_getuservalue(L, 1);
+	lua_pushvalue(L, 2);
+	lua_setfield(L, -2, "on_done");
+	lua_pop(L, 1);
+	r->ex.reported = 0; /* (again) for the next poll to report */
+	push_field(L, 1, "client");
+	push_pending(L, lua_gettop(L));
+	lua_pushvalue(L, 1);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, -3);
+	lua_settop(L, 1);
+	return 1;
+}
+
+static int request_tostring(lua_State *L)
+{
+	request *r = luaL_checkudata(L, 1, ACH_REQUEST_MT);
+	ach_buf u = {0};
+	if (r->ex.core == NULL) {
+		lua_pushliteral(L, "achievers.request(released)");
+		return 1;
+	}
+	if (r->ex.url != NULL && ach_redact_url(&u, r->ex.url) == 0 && u.data != NULL)
+		lua_pushlstring(L, u.data, u.len);
+	else
+		lua_pushstring(L, r->ex.type == ACH_EX_API ? "?" : "token");
+	ach_buf_free(&u);
+	lua_pushfstring(L, "achievers.request(%s %s, %s)", r->ex.method ? r->ex.method : "TOKEN",
+			lua_tostring(L, -1), ach_exchange_done(&r->ex) ? "done" : "pending");
+	return 1;
+}
+
+/* ---- client methods ------------------------------------------------------------------------------ */
+
+/* client:async{...}: starts the request and returns it at once. */
+static int client_async(lua_State *L)
+{
+	ach_exchange *ex;
+	int req;
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	ex = ach_request_push(L, 1, ACH_EX_API);
+	req = lua_gettop(L);
+	ach_client_prepare(L, 1, 2, ex);
+	push_pending(L, 1);
+	lua_pushvalue(L, req);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	ex->core->L = L;
+	ach_exchange_schedule(ex);
+	ach_driver_run(ex->core, NULL, 0); /* get it on the wire now; never blocks */
+	lua_settop(L, req);
+	ach_raise_hook_error(L, ex->core);
+	return 1;
+}
+
+/* client:poll([timeout]): drives transfers for up to timeout seconds, then calls the on_done
+ * callbacks of the requests that finished. Returns how many finished. A callback that raises
+ * does not stop the others; the first such error is raised once all have run. */
+/* Puts the finished, unreported requests of the pending table at `pending` into a new list
+ * pushed on the stack; returns how many. */
+static int collect_finished(lua_State *L, int pending)
+{
+	int n = 0, list;
+	lua_newtable(L);
+	list = lua_gettop(L);
+	lua_pushnil(L);
+	while (lua_next(L, pending) != 0) {
+		request *r = luaL_checkudata(L, -2, ACH_REQUEST_MT);
+		lua_pop(L, 1);
+		if (ach_exchange_done(&r->ex) && !r->ex.reported) {
+			lua_pushvalue(L, -1);
+			lua_rawseti(L, list, ++n);
+		}
+	}
+	return n;
+}
+
+static int client_poll(lua_State *L)
+{
+	ach_core *core = ach_client_core(L, 1);
+	double timeout = luaL_optnumber(L, 2, 0);
+	int pending, list, n, i;
+	luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
+	lua_settop(L, 1);
+	core->L = L;
+	push_pending(L, 1);
+	pending = lua_gettop(L);
+	n = collect_finished(L, pending);
+	if (n == 0) {
+		lua_pop(L, 1);
+		ach_driver_run(core, NULL, ach_now() + timeout);
+		n = collect_finished(L, pending);
+	}
+	list = lua_gettop(L);
+	for (i = 1; i <= n; i++) {
+		request *r;
+		lua_rawgeti(L, list, i);
+		r = luaL_checkudata(L, -1, ACH_REQUEST_MT);
+		r->ex.reported = 1;
+		lua_pushvalue(L, -1);
+		lua_pushnil(L);
+		lua_rawset(L, pending);
+		push_field(L, -1, "on_done");
+		if (lua_isfunction(L, -1)) {
+			push_cached_result(L, -2);
+			if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+				lua_getfield(L, list, "error");
+				if (lua_isnil(L, -1)) {
+					lua_pop(L, 1);
+					lua_setfield(L, list, "error"); /* keep the first */
+				}
+			}
+		}
+		lua_settop(L, list);
+	}
+	ach_raise_hook_error(L, core);
+	lua_getfield(L, list, "error");
+	if (!lua_isnil(L, -1))
+		lua_error(L);
+	lua_pop(L, 1);
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+/* client:batch(list): runs the request tables concurrently (max_concurrency at a time);
+ * results[i] = {data = ..., err = ...} for list[i]. */
+static int client_batch(lua_State *L)
+{
+	ach_core *core = ach_client_core(L, 1);
+	int n, i, reqs, out;
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_settop(L, 2);
+	n = (int)lua_rawlen(L, 2);
+	lua_createtable(L, n, 0);
+	reqs = lua_gettop(L);
+	for (i = 1; i <= n; i++) {
+		ach_exchange *ex;
+		lua_rawgeti(L, 2, i);
+		if (!lua_istable(L, -1))
+			return luaL_error(L, "batch: item %d must be a request table", i);
+		ex = ach_request_push(L, 1, ACH_EX_API);
+		ach_client_prepare(L, 1, -2, ex);
+		lua_rawseti(L, reqs, i);
+		lua_pop(L, 1);
+	}
+	core->L = L;
+	for (i = 1; i <= n; i++) {
+		request *r;
+		lua_rawgeti(L, reqs, i);
+		r = lua_touserdata(L, -1);
+		ach_exchange_schedule(&r->ex);
+		lua_pop(L, 1);
+	}
+	lua_createtable(L, n, 0);
+	out = lua_gettop(L);
+	for (i = 1; i <= n; i++) {
+		request *r;
+		lua_rawgeti(L, reqs, i);
+		r = lua_touserdata(L, -1);
+		wait_for(L, r);
+		r->ex.reported = 1;
+		lua_createtable(L, 0, 2);
+		push_cached_result(L, -2);
+		lua_setfield(L, -3, "err");
+		lua_setfield(L, -2, "data");
+		lua_rawseti(L, out, i);
+		lua_pop(L, 1);
+	}
+	return 1;
+}
+
+void ach_request_methods(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+		{"async", client_async},
+		{"poll", client_poll},
+		{"batch", client_batch},
+		{NULL, NULL},
+	};
+	luaL_setfuncs(L, methods, 0);
+}
+
+void ach_request_open(lua_State *L)
+{
+	static const luaL_Reg meta[] = {
+		{"__gc", request_gc},
+		{"__tostring", request_tostring},
+		{NULL, NULL},
+	};
+	static const luaL_Reg methods[] = {
+		{"done", request_done},
+		{"result", request_result},
+		{"on_done", request_on_done},
+		{NULL, NULL},
+	};
+	luaL_newmetatable(L, ACH_REQUEST_MT);
+	luaL_setfuncs(L, meta, 0);
+	luaL_newlib(L, methods);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+}

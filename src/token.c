@@ -1,0 +1,383 @@
+/*
+ * token.c: token data (shared, reference counted) and the token object of the public
+ * contract. A token knows its expiry on the server's clock: `skew` (server minus local time,
+ * learnt from the Date header of the answer that issued it) keeps that right when the two
+ * clocks disagree. tostring never shows the access or refresh token.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "achievers.h"
+
+#define ACH_DEFAULT_LIFETIME 1209600 /* 14 days: the Authentication page's token lifetime */
+#define ACH_ABSOLUTE_MIN 1000000000  /* expires_in at or above this is a UNIX time */
+
+typedef struct token_obj {
+	ach_token_data *t;
+} token_obj;
+
+ach_token_data *ach_token_ref(ach_token_data *t)
+{
+	if (t != NULL)
+		t->refs++;
+	return t;
+}
+
+void ach_token_unref(ach_token_data *t)
+{
+	if (t == NULL || --t->refs > 0)
+		return;
+	ach_free_secret(t->access_token);
+	ach_free_secret(t->refresh_token);
+	free(t->token_type);
+	free(t->scope);
+	free(t->grant_type);
+	free(t);
+}
+
+double ach_token_remaining(const ach_token_data *t)
+{
+	return (double)t->expires_at - (ach_wall() + (double)t->skew);
+}
+
+static ach_token_data *token_alloc(void)
+{
+	ach_token_data *t = calloc(1, sizeof *t);
+	if (t != NULL)
+		t->refs = 1;
+	return t;
+}
+
+static int token_complete(ach_token_data *t)
+{
+	return t->access_token != NULL && t->token_type != NULL && t->scope != NULL &&
+	       t->grant_type != NULL;
+}
+
+static const char *opt_string_field(lua_State *L, int idx, const char *name)
+{
+	const char *s = NULL;
+	lua_getfield(L, idx, name);
+	if (lua_type(L, -1) == LUA_TSTRING)
+		s = lua_tostring(L, -1);
+	lua_pop(L, 1); /* the string stays anchored in the table */
+	return s;
+}
+
+ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, const char *scope,
+				      int64_t date, const char **why)
+{
+	ach_token_data *t;
+	const char *access, *type, *sc, *refresh;
+	double expires_in = ACH_DEFAULT_LIFETIME, now = ach_wall();
+	idx = lua_absindex(L, idx);
+	if (lua_type(L, idx) != LUA_TTABLE) {
+		*why = "the token answer is not a JSON object";
+		return NULL;
+	}
+	access = opt_string_field(L, idx, "access_token");
+	if (access == NULL || access[0] == '\0') {
+		*why = "the token answer has no access_token";
+		return NULL;
+	}
+	type = opt_string_field(L, idx, "token_type");
+	if (type != NULL && strcasecmp(type, "bearer") != 0) {
+		*why = "the token answer's token_type is not bearer";
+		return NULL;
+	}
+	lua_getfield(L, idx, "expires_in");
+	if (lua_isnumber(L, -1))
+		expires_in = lua_tonumber(L, -1);
+	else if (!lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		*why = "the token answer's expires_in is not a number";
+		return NULL;
+	}
+	lua_pop(L, 1);
+	sc = opt_string_field(L, idx, "scope");
+	refresh = opt_string_field(L, idx, "refresh_token");
+
+	t = token_alloc();
+	if (t == NULL)
+		ach_nomem(L);
+	if (date > 0 && fabs((double)date - now) >= 2.0)
+		t->skew = (int64_t)llround((double)date - now);
+	if (expires_in >= ACH_ABSOLUTE_MIN)
+		t->expires_at = (int64_t)expires_in;
+	else
+		t->expires_at = (int64_t)floor(now + (double)t->skew + expires_in);
+	t->access_token = ach_strdup(access);
+	t->refresh_token = ach_strdup(refresh);
+	t->token_type = ach_strdup("bearer");
+	t->scope = ach_strdup(sc != NULL ? sc : scope != NULL ? scope : "");
+	t->grant_type = ach_strdup(grant);
+	if (!token_complete(t) || (refresh != NULL && t->refresh_token == NULL)) {
+		ach_token_unref(t);
+		ach_nomem(L);
+	}
+	return t;
+}
+
+ach_token_data *ach_token_from_table(lua_State *L, int idx)
+{
+	ach_token_data *t;
+	const char *access, *type, *scope, *grant, *refresh;
+	int64_t expires_at, skew = 0;
+	idx = lua_absindex(L, idx);
+	luaL_checktype(L, idx, LUA_TTABLE);
+	access = opt_string_field(L, idx, "access_token");
+	if (access == NULL || access[0] == '\0')
+		luaL_error(L, "token table: access_token must be a non-empty string");
+	lua_getfield(L, idx, "expires_at");
+	if (!lua_isnumber(L, -1))
+		luaL_error(L, "token table: expires_at must be a number (UNIX time)");
+	expires_at = (int64_t)lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	lua_getfield(L, idx, "clock_skew");
+	if (lua_isnumber(L, -1))
+		skew = (int64_t)lua_tonumber(L, -1);
+	lua_pop(L, 1);
+	type = opt_string_field(L, idx, "token_type");
+	scope = opt_string_field(L, idx, "scope");
+	grant = opt_string_field(L, idx, "grant_type");
+	refresh = opt_string_field(L, idx, "refresh_token");
+	if (type != NULL && strcasecmp(type, "bearer") != 0)
+		luaL_error(L, "token table: token_type must be bearer");
+	if (grant != NULL && strcmp(grant, "client_credentials") != 0 &&
+	    strcmp(grant, "authorization_code") != 0)
+		luaL_error(L, "token table: grant_type must be client_credentials or authorization_code");
+	t = token_alloc();
+	if (t == NULL)
+		ach_nomem(L);
+	t->expires_at = expires_at;
+	t->skew = skew;
+	t->access_token = ach_strdup(access);
+	t->refresh_token = ach_strdup(refresh);
+	t->token_type = ach_strdup("bearer");
+	t->scope = ach_strdup(scope != NULL ? scope : "");
+	t->grant_type = ach_strdup(grant != NULL ? grant : "client_credentials");
+	if (!token_complete(t) || (refresh != NULL && t->refresh_token == NULL)) {
+		ach_token_unref(t);
+		ach_nomem(L);
+	}
+	return t;
+}
+
+/* ---- the Lua object --------------------------------------------------------------------- */
+
+void ach_push_token(lua_State *L, ach_token_data *t, int owner)
+{
+	token_obj *o;
+	if (owner != 0)
+		owner = lua_absindex(L, owner);
+	o = ach_newuserdata(L, sizeof *o);
+	o->t = NULL;
+	luaL_setmetatable(L, ACH_TOKEN_MT);
+	lua_createtable(L, 0, 1);
+	if (owner != 0) {
+		lua_pushvalue(L, owner);
+		lua_setfield(L, -2, "client");
+	}
+	ach_setuservalue(L, -2);
+	o->t = ach_token_ref(t);
+}
+
+ach_token_data *ach_test_token(lua_State *L, int idx)
+{
+	token_obj *o = luaL_testudata(L, idx, ACH_TOKEN_MT);
+	return o != NULL ? o->t : NULL;
+}
+
+ach_token_data *ach_check_token(lua_State *L, int idx)
+{
+	token_obj *o = luaL_checkudata(L, idx, ACH_TOKEN_MT);
+	if (o->t == NULL)
+		luaL_argerror(L, idx, "token has been released");
+	return o->t;
+}
+
+int ach_token_new(lua_State *L)
+{
+	ach_token_data *t;
+	if (ach_test_token(L, 1) != NULL) {
+		lua_settop(L, 1);
+		return 1;
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	t = ach_token_from_table(L, 1);
+	ach_push_token(L, t, 0);
+	ach_token_unref(t);
+	return 1;
+}
+
+static int token_gc(lua_State *L)
+{
+	token_obj *o = luaL_checkudata(L, 1, ACH_TOKEN_MT);
+	ach_token_unref(o->t);
+	o->t = NULL;
+	return 0;
+}
+
+static int token_expires_in(lua_State *L)
+{
+	ach_token_data *t = ach_check_token(L, 1);
+	lua_pushinteger(L, (lua_Integer)floor(ach_token_remaining(t)));
+	return 1;
+}
+
+static int token_is_expired(lua_State *L)
+{
+	ach_token_data *t = ach_check_token(L, 1);
+	lua_pushboolean(L, ach_token_remaining(t) <= 0);
+	return 1;
+}
+
+/* Pushes the client that issued the token (nil when there is none). */
+static int push_owner(lua_State *L, int idx)
+{
+	ach_getuservalue(L, idx);
+	if (lua_type(L, -1) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_pushnil(L);
+		return 0;
+	}
+	lua_getfield(L, -1, "client");
+	lua_remove(L, -2);
+	return !lua_isnil(L, -1);
+}
+
+static int token_needs_refresh(lua_State *L)
+{
+	ach_token_data *t = ach_check_token(L, 1);
+	double window = 7200;
+	if (!lua_isnoneornil(L, 2)) {
+		window = luaL_checknumber(L, 2);
+	} else if (push_owner(L, 1)) {
+		lua_getfield(L, -1, "refresh_window");
+		if (lua_isnumber(L, -1))
+			window = lua_tonumber(L, -1);
+		lua_pop(L, 1);
+	}
+	lua_pushboolean(L, ach_token_remaining(t) <= window);
+	return 1;
+}
+
+/* tok:refresh([client]): a fresh token from the grant it came from, through the client that
+ * issued it (or the one given). */
+static int token_refresh(lua_State *L)
+{
+	ach_check_token(L, 1);
+	lua_settop(L, 2);
+	if (lua_isnil(L, 2) && !push_owner(L, 1))
+		return luaL_error(L, "token:refresh needs the client: this token was not issued by one "
+				     "(call tok:refresh(client))");
+	if (lua_isnil(L, 2))
+		lua_replace(L, 2);
+	lua_getfield(L, 2, "_refresh_token");
+	if (!lua_isfunction(L, -1))
+		return luaL_argerror(L, 2, "expected an achievers client");
+	lua_pushvalue(L, 2);
+	lua_pushvalue(L, 1);
+	lua_call(L, 2, 2);
+	return 2;
+}
+
+static void set_string(lua_State *L, const char *name, const char *value)
+{
+	if (value == NULL)
+		return;
+	lua_pushstring(L, value);
+	lua_setfield(L, -2, name);
+}
+
+static int token_to_table(lua_State *L)
+{
+	ach_token_data *t = ach_check_token(L, 1);
+	lua_createtable(L, 0, 7);
+	set_string(L, "access_token", t->access_token);
+	set_string(L, "token_type", t->token_type);
+	set_string(L, "scope", t->scope);
+	set_string(L, "grant_type", t->grant_type);
+	set_string(L, "refresh_token", t->refresh_token);
+	lua_pushinteger(L, (lua_Integer)t->expires_at);
+	lua_setfield(L, -2, "expires_at");
+	if (t->skew != 0) {
+		lua_pushinteger(L, (lua_Integer)t->skew);
+		lua_setfield(L, -2, "clock_skew");
+	}
+	return 1;
+}
+
+static int token_index(lua_State *L)
+{
+	ach_token_data *t = ach_check_token(L, 1);
+	const char *k = luaL_checkstring(L, 2);
+	if (strcmp(k, "access_token") == 0)
+		lua_pushstring(L, t->access_token);
+	else if (strcmp(k, "token_type") == 0)
+		lua_pushstring(L, t->token_type);
+	else if (strcmp(k, "scope") == 0)
+		lua_pushstring(L, t->scope);
+	else if (strcmp(k, "grant_type") == 0)
+		lua_pushstring(L, t->grant_type);
+	else if (strcmp(k, "refresh_token") == 0)
+		lua_pushstring(L, t->refresh_token);
+	else if (strcmp(k, "expires_at") == 0)
+		lua_pushinteger(L, (lua_Integer)t->expires_at);
+	else {
+		luaL_getmetatable(L, ACH_TOKEN_MT);
+		lua_getfield(L, -1, "methods");
+		lua_getfield(L, -1, k);
+	}
+	return 1;
+}
+
+/* achievers.token(bearer, read, expires 2026-12-11 16:00:00Z, in 13d 23h) */
+static int token_tostring(lua_State *L)
+{
+	ach_token_data *t = ach_check_token(L, 1);
+	char when[32], left[48];
+	time_t at = (time_t)t->expires_at;
+	struct tm tm;
+	double rem = ach_token_remaining(t);
+	long long r = (long long)floor(fabs(rem));
+	if (gmtime_r(&at, &tm) == NULL || strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
+		strcpy(when, "?");
+	if (rem <= 0)
+		snprintf(left, sizeof left, "expired %lldd %lldh ago", r / 86400, r % 86400 / 3600);
+	else if (r >= 86400)
+		snprintf(left, sizeof left, "in %lldd %lldh", r / 86400, r % 86400 / 3600);
+	else if (r >= 3600)
+		snprintf(left, sizeof left, "in %lldh %lldm", r / 3600, r % 3600 / 60);
+	else
+		snprintf(left, sizeof left, "in %lldm %llds", r / 60, r % 60);
+	lua_pushfstring(L, "achievers.token(%s, %s, expires %s, %s)", t->token_type,
+			t->scope[0] ? t->scope : "no scope", when, left);
+	return 1;
+}
+
+void ach_token_open(lua_State *L)
+{
+	static const luaL_Reg meta[] = {
+		{"__gc", token_gc},
+		{"__index", token_index},
+		{"__tostring", token_tostring},
+		{NULL, NULL},
+	};
+	static const luaL_Reg methods[] = {
+		{"expires_in", token_expires_in},
+		{"is_expired", token_is_expired},
+		{"needs_refresh", token_needs_refresh},
+		{"refresh", token_refresh},
+		{"to_table", token_to_table},
+		{NULL, NULL},
+	};
+	luaL_newmetatable(L, ACH_TOKEN_MT);
+	luaL_setfuncs(L, meta, 0);
+	luaL_newlib(L, methods);
+	lua_setfield(L, -2, "methods");
+	lua_pop(L, 1);
+}
