@@ -114,6 +114,23 @@ install: all
 	install -m 755 $(SANDBOX_BIN) $(DESTDIR)$(INST_BINDIR)/achievers-sandbox
 	cd src/lua && for f in $$(find . -name '*.lua'); do \
 	    install -D -m 644 $$f $(DESTDIR)$(INST_LUADIR)/$$f; done
+	for f in $$(find bin -type f 2>/dev/null); do \
+	    install -m 755 $$f $(DESTDIR)$(INST_BINDIR)/; done
+
+# --- benchmarks (bench/), fuzzing (fuzz/), API docs ----------------------------------------------
+bench: deps-build
+	@$(DEPS) bench
+	@$(MAKE) --no-print-directory all
+	$(TEST_ENV) $(LUA_BIN) bench/run.lua $(BENCH_ARGS)
+
+FUZZ_SECONDS ?= 60
+fuzz: deps-build
+	@$(DEPS) fuzz
+	$(MAKE) -C fuzz LUA_INCDIR=$(LUA_INCDIR) LUA_PC=$(LUA_PC) SECONDS=$(FUZZ_SECONDS) run
+
+docs:
+	@$(DEPS) docs
+	ldoc --fatalwarnings .
 
 # --- checks ---------------------------------------------------------------------------------
 lint:
@@ -123,4 +140,4 @@ lint:
 clean:
 	rm -rf build
 
-.PHONY: FORCE all deps-build deps-test test demo install lint clean
+.PHONY: FORCE all deps-build deps-test test demo install bench fuzz docs lint clean
