@@ -102,6 +102,7 @@ int sbx_reset(struct sbx_server *s)
     s->latency_ms = s->start_latency_ms;
     s->requests = s->token_requests = s->connections = s->faults = s->rate_limited = 0;
     memset(s->by_route, 0, sbx_route_count() * sizeof *s->by_route);
+    sbx_log_clear(s);
     pthread_mutex_unlock(&s->lock);
     sbx_store_free(old);
     return 0;

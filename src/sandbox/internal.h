@@ -314,11 +314,12 @@ enum sbx_rate_class { SBX_RATE_NONE, SBX_RATE_HEAVY, SBX_RATE_NORMAL };
 struct sbx_window {
     char token[41];
     enum sbx_rate_class cls;
+    long bucket;            /* heavy: each endpoint has its own window; normal: one for all */
     long long start;
     int count;
 };
-/* Counts one request; 0 allowed, else the Retry-After seconds (>= 1). */
-int sbx_rate_check(struct sbx_server *s, const char *token, enum sbx_rate_class cls);
+/* Counts one request of route `bucket`; 0 allowed, else the Retry-After seconds (>= 1). */
+int sbx_rate_check(struct sbx_server *s, const char *token, enum sbx_rate_class cls, long bucket);
 void sbx_rate_clear(struct sbx_server *s);
 
 /* ---- routes (routes.c) and handlers -------------------------------------------------------- */
@@ -437,5 +438,6 @@ struct sbx_server {
 };
 
 long long sbx_now(struct sbx_server *s);   /* the emulator clock; lock held */
+void sbx_log_clear(struct sbx_server *s);  /* forgets the request log; lock held */
 
 #endif

@@ -127,7 +127,7 @@ static int api_checks(struct sbx_ctx *c)
         reply_unauthorized(c, why);
         return 0;
     }
-    wait = sbx_rate_check(c->s, c->tok->access, rt->rate);
+    wait = sbx_rate_check(c->s, c->tok->access, rt->rate, (long)(rt - routes));
     if (wait > 0) {
         c->s->rate_limited++;
         sbx_reply_error(c->rp, 429, "rate_limited", NULL,

@@ -212,6 +212,15 @@ static void log_request(struct sbx_server *s, const struct sbx_request *r)
         s->log_count++;
 }
 
+void sbx_log_clear(struct sbx_server *s)
+{
+    size_t i;
+
+    for (i = 0; i < SBX_LOG_SIZE; i++)
+        logged_free(&s->log[i]);
+    s->log_next = s->log_count = 0;
+}
+
 int sbx_requests_get(struct sbx_server *s, struct sbx_logged **out, size_t *n)
 {
     struct sbx_logged *v;
