@@ -1,0 +1,113 @@
+-- achievers.cli_login: `achievers login`, the authorization code flow for an installed
+-- application (RFC 8252): listen on a loopback port, send the person to the authorize URL,
+-- take the one redirect that comes back, check its state and exchange its code. Needs
+-- LuaSocket for the listener.
+
+local M = {}
+
+local PAGE = [[<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>%s</title></head>
+<body style="font-family:system-ui,sans-serif;margin:3rem"><h1>%s</h1><p>%s</p></body></html>
+]]
+
+local function html_escape(s)
+  return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+    ['"'] = "&quot;", ["'"] = "&#39;" }))
+end
+
+local function respond(conn, status, title, text)
+  local body = PAGE:format(html_escape(title), html_escape(title), html_escape(text))
+  conn:send(("HTTP/1.1 %s\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n" ..
+    "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s"):format(status, #body, body))
+end
+
+-- Reads one HTTP request head from `conn`: method, target (nil on a broken request).
+local function read_request(conn)
+  local line = conn:receive("*l")
+  if not line then return nil end
+  local method, target = line:match("^(%u+)%s+(%S+)%s+HTTP/%d")
+  repeat
+    local h = conn:receive("*l")
+  until h == nil or h == ""
+  return method, target
+end
+
+-- host, port, path of a loopback http redirect URI; nil when it is not one we can listen on.
+local function parse_loopback(uri)
+  local host, port, path = uri:match("^http://([^/:]+):(%d+)(/[^?#]*)$")
+  if not host then
+    host, port = uri:match("^http://([^/:]+):(%d+)$")
+    path = "/"
+  end
+  if host ~= "127.0.0.1" and host ~= "localhost" then return nil end
+  return "127.0.0.1", tonumber(port), path
+end
+
+local function open_browser(url)
+  local q = require("achievers.cli_store").shquote(url)
+  os.execute("(xdg-open " .. q .. " || open " .. q .. ") >/dev/null 2>&1 &")
+end
+
+--- Runs the flow with client `c`. `o`: port, redirect_uri, scope, wait (seconds), open, json,
+-- out (writes a line to stdout), usage (raises a usage error). Returns the token, or nil and an
+-- error object (kind state_mismatch, access_denied, timeout, auth, ...) or a message.
+function M.run(c, o)
+  local ok, socket = pcall(require, "socket")
+  if not ok then
+    return nil, "achievers login needs LuaSocket (Debian package lua-socket, rock luasocket)"
+  end
+  local host, port, path = "127.0.0.1", o.port or 0, "/callback"
+  if o.redirect_uri then
+    host, port, path = parse_loopback(o.redirect_uri)
+    if not host then
+      o.usage("the redirect URI must be http://127.0.0.1:PORT/PATH (or localhost) to log in " ..
+        "from here, got " .. o.redirect_uri)
+    end
+  end
+  local server, err = socket.bind(host, port)
+  if not server then return nil, "cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err) end
+  local _, bound = server:getsockname()
+  local redirect_uri = o.redirect_uri or ("http://127.0.0.1:" .. bound .. path)
+  local url, state = c:authorize_url { scope = o.scope, redirect_uri = redirect_uri }
+  if o.json then
+    o.out(require("achievers.cli_json").encode({ authorize_url = url, redirect_uri = redirect_uri }))
+  else
+    io.stderr:write("Open this URL in a browser and approve the application:\n")
+    o.out(url)
+    io.stderr:write("Waiting for the browser at ", redirect_uri, " ...\n")
+  end
+  io.stdout:flush()
+  if o.open then open_browser(url) end
+
+  local deadline = socket.gettime() + o.wait
+  server:settimeout(0.25)
+  while true do
+    local conn = server:accept()
+    if conn then
+      conn:settimeout(10)
+      local method, target = read_request(conn)
+      local tpath, query = (target or ""):match("^([^?#]*)%??([^#]*)")
+      if method ~= "GET" or tpath ~= path then
+        respond(conn, "404 Not Found", "Not found", "This address only takes the sign-in redirect.")
+        conn:close()
+      else
+        local tok, cerr = c:handle_callback(query or "", state)
+        if tok then
+          respond(conn, "200 OK", "Signed in",
+            "You can close this tab and go back to the terminal.")
+        else
+          respond(conn, "400 Bad Request", "Sign-in failed", tostring(cerr))
+        end
+        conn:close()
+        server:close()
+        return tok, cerr
+      end
+    elseif socket.gettime() > deadline then
+      server:close()
+      local e = { kind = "timeout", message = "no redirect came back within " .. o.wait .. " s" }
+      return nil, setmetatable(e, { __tostring = function(x) return "achievers: timeout: " .. x.message end })
+    end
+  end
+end
+
+return M
