@@ -378,9 +378,17 @@ describe("achievers program", function()
         assert.equals(0, code)
         assert.equals("adele.olson", cjson.decode(got).username)
       end)
-      if pid then os.execute("kill -TERM -- -" .. pid .. " 2>/dev/null") end
+      local gone = false
+      if pid then
+        os.execute("kill -TERM -" .. pid .. " 2>/dev/null") -- the whole group
+        for _ = 1, 100 do
+          if not os.execute("kill -0 -" .. pid .. " 2>/dev/null") then gone = true break end
+          require("socket").sleep(0.05)
+        end
+      end
       os.execute("rm -rf " .. q(dir))
       assert(ok, e)
+      assert.is_true(gone, "the program and its emulator stop on SIGTERM")
     end)
   end)
 end)
