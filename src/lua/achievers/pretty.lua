@@ -21,7 +21,7 @@ local format, rep = string.format, string.rep
 
 local REDACTED = "[redacted]"
 
---- Keys whose values are never shown (compared in lower case, with `-` read as `_`).
+-- Keys whose values are never shown (compared in lower case, with `-` read as `_`).
 local SECRET_KEYS = {
   access_token = true, refresh_token = true, id_token = true, client_secret = true,
   code = true, authorization = true, proxy_authorization = true, password = true,
@@ -203,6 +203,7 @@ end
 -- @treturn string the text, without a trailing newline
 -- @usage print(pretty({ b = 1, a = { "x", "y" }, access_token = "abc" }))
 -- --> { a = { "x", "y" }, access_token = "[redacted]", b = 1 }
+-- @function pretty
 local function pretty(value, opts)
   local o = {}
   for k, d in pairs(DEFAULTS) do o[k] = d end
