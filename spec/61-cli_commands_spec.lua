@@ -5,6 +5,13 @@ local cjson = require("cjson")
 
 local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- true when a shell command exits 0 (os.execute returns a number on 5.1, a boolean after)
+local function sh(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
 local function slurp(path)
   local f = io.open(path, "rb")
   if not f then return "" end
@@ -34,18 +41,20 @@ local function env_prefix(env)
   return table.concat(parts, " ")
 end
 
--- Runs `achievers ARGS...` (bounded to 60 s): exit status, stdout, stderr.
+-- Runs `achievers ARGS...` (bounded to 60 s): exit status, stdout, stderr. The status goes
+-- through a file: io.popen's close gives none on Lua 5.1.
 local function run(env, ...)
   local args = {}
   for i, a in ipairs { ... } do args[i] = q(a) end
-  local errfile = os.tmpname()
-  local cmd = string.format("timeout 60 %s %s bin/achievers %s 2>%s", env_prefix(env), h.lua,
-    table.concat(args, " "), q(errfile))
+  local errfile, rcfile = os.tmpname(), os.tmpname()
+  local cmd = string.format("timeout 60 %s %s bin/achievers %s 2>%s; echo $? >%s", env_prefix(env), h.lua,
+    table.concat(args, " "), q(errfile), q(rcfile))
   local p = io.popen(cmd, "r")
   local out = p:read("*a")
-  local _, _, code = p:close()
-  local err = slurp(errfile)
+  p:close()
+  local err, code = slurp(errfile), tonumber(slurp(rcfile):match("%d+"))
   os.remove(errfile)
+  os.remove(rcfile)
   return code, out, err
 end
 
@@ -62,7 +71,7 @@ describe("achievers program", function()
     sb = h.start_sandbox()
     home = os.tmpname()
     os.remove(home)
-    assert(os.execute("mkdir -p " .. q(home)))
+    assert(sh("mkdir -p " .. q(home)))
     env = {
       HOME = home,
       XDG_CONFIG_HOME = home .. "/cfg",
@@ -271,7 +280,7 @@ describe("achievers program", function()
       -- script(1) gives the program a pseudo-terminal; only its stderr reaches the log
       local cmd = string.format("timeout 60 script -q -e -c %s %s </dev/null >/dev/null 2>&1",
         q(inner), q(logfile))
-      local ok = os.execute(cmd)
+      local ok = sh(cmd)
       local log = slurp(logfile)
       os.remove(logfile)
       assert.is_truthy(ok)
@@ -312,7 +321,7 @@ describe("achievers program", function()
       code, out = run(bare, "--config", cfg, "--scope", "read", "--json", "token")
       assert.equals("read", cjson.decode(out).scope)
       -- the default place: $XDG_CONFIG_HOME/achievers/config.lua
-      assert(os.execute("mkdir -p " .. q(home .. "/cfg/achievers") .. " && cp " .. q(cfg) .. " " ..
+      assert(sh("mkdir -p " .. q(home .. "/cfg/achievers") .. " && cp " .. q(cfg) .. " " ..
         q(home .. "/cfg/achievers/config.lua")))
       code, out = run(bare, "--json", "token")
       assert.equals(0, code)
@@ -357,7 +366,7 @@ describe("achievers program", function()
     it("runs the emulator, which answers the program's own requests", function()
       local dir = os.tmpname()
       os.remove(dir)
-      assert(os.execute("mkdir -p " .. q(dir)))
+      assert(sh("mkdir -p " .. q(dir)))
       -- its own process group, so the program and the emulator it runs stop together
       os.execute(string.format("setsid sh -c %s >%s 2>&1 </dev/null &",
         q("echo $$ > " .. q(dir .. "/pid") .. "; exec timeout 60 " .. env_prefix(
@@ -382,7 +391,7 @@ describe("achievers program", function()
       if pid then
         os.execute("kill -TERM -" .. pid .. " 2>/dev/null") -- the whole group
         for _ = 1, 100 do
-          if not os.execute("kill -0 -" .. pid .. " 2>/dev/null") then gone = true break end
+          if not sh("kill -0 -" .. pid .. " 2>/dev/null") then gone = true break end
           require("socket").sleep(0.05)
         end
       end

@@ -9,6 +9,13 @@ local cjson = require("cjson")
 
 local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- true when a shell command exits 0 (os.execute returns a number on 5.1, a boolean after)
+local function sh(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
 local function slurp(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -28,16 +35,19 @@ local function env_prefix(env)
   return table.concat(parts, " ")
 end
 
+-- Runs `achievers ARGS...` (bounded to 60 s): exit status (through a file: io.popen's close
+-- gives none on Lua 5.1), stdout, stderr.
 local function run(env, ...)
   local args = {}
   for i, a in ipairs { ... } do args[i] = q(a) end
-  local errfile = os.tmpname()
-  local p = io.popen(string.format("timeout 60 %s %s bin/achievers %s 2>%s", env_prefix(env), h.lua,
-    table.concat(args, " "), q(errfile)))
+  local errfile, rcfile = os.tmpname(), os.tmpname()
+  local p = io.popen(string.format("timeout 60 %s %s bin/achievers %s 2>%s; echo $? >%s", env_prefix(env),
+    h.lua, table.concat(args, " "), q(errfile), q(rcfile)))
   local out = p:read("*a")
-  local _, _, code = p:close()
-  local err = slurp(errfile) or ""
+  p:close()
+  local err, code = slurp(errfile) or "", tonumber((slurp(rcfile) or ""):match("%d+"))
   os.remove(errfile)
+  os.remove(rcfile)
   return code, out, err
 end
 
@@ -115,7 +125,7 @@ describe("achievers login", function()
     home = os.tmpname()
     os.remove(home)
     dir = home .. "/run"
-    assert(os.execute("mkdir -p " .. q(dir)))
+    assert(sh("mkdir -p " .. q(dir)))
     env = {
       HOME = home,
       XDG_CONFIG_HOME = home .. "/cfg",

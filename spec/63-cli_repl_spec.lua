@@ -5,8 +5,15 @@ local socket = require("socket")
 
 local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- true when a shell command exits 0 (os.execute returns a number on 5.1, a boolean after)
+local function sh(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
 local function have_tmux()
-  return os.execute("command -v tmux >/dev/null 2>&1")
+  return sh("command -v tmux >/dev/null 2>&1")
 end
 
 describe("achievers repl (through tmux)", function()
@@ -56,15 +63,15 @@ describe("achievers repl (through tmux)", function()
   end
 
   local function type_line(text)
-    assert(os.execute(tmux("send-keys -t " .. q(session) .. " -l " .. q(text))))
-    assert(os.execute(tmux("send-keys -t " .. q(session) .. " Enter")))
+    assert(sh(tmux("send-keys -t " .. q(session) .. " -l " .. q(text))))
+    assert(sh(tmux("send-keys -t " .. q(session) .. " Enter")))
   end
 
   setup(function()
     sb = h.start_sandbox()
     home = os.tmpname()
     os.remove(home)
-    assert(os.execute("mkdir -p " .. q(home)))
+    assert(sh("mkdir -p " .. q(home)))
     server = "achievers-spec-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e6))
     session = "repl"
     local env = {
@@ -79,7 +86,7 @@ describe("achievers repl (through tmux)", function()
     local program = "env -u ACHIEVERS_CONFIG " .. table.concat(env, " ") .. " timeout 120 " .. h.lua ..
       " bin/achievers repl"
     local pwd = io.popen("pwd"):read("*l")
-    assert(os.execute(tmux(string.format("new-session -d -s %s -x 200 -y 50 -c %s %s", q(session),
+    assert(sh(tmux(string.format("new-session -d -s %s -x 200 -y 50 -c %s %s", q(session),
       q(pwd), q(program)))))
   end)
 
