@@ -273,6 +273,39 @@ describe("achievers program", function()
       assert.equals("not_found", cjson.decode(err).error.kind)
     end)
 
+    it("uses client:each when the module has it, and its errors", function()
+      local cli = require("achievers.cli")
+      local calls = {}
+      local fake = { each = function(self, path, query)
+        calls[#calls + 1] = { path, query }
+        local items = { { id = 1 }, { id = 2 }, false }
+        local i = 0
+        return function()
+          i = i + 1
+          if items[i] == false then return false, { kind = "server" } end
+          return items[i]
+        end
+      end }
+      local seen = {}
+      local err = cli.each_item(fake, "users", { q = "a" }, function(item) seen[#seen + 1] = item.id end)
+      assert.same({ 1, 2 }, seen)
+      assert.equals("server", err.kind)
+      assert.same({ { "users", { q = "a" } } }, calls)
+      -- without client:each: its own loop over paging.next, against the sandbox
+      local c = h.client(sb)
+      local n = 0
+      local plain = setmetatable({}, { __index = function(_, k)
+        if k == "each" then return nil end
+        return function(_, ...) return c[k](c, ...) end
+      end })
+      err = cli.each_item(plain, "users", { pageSize = 100 }, function() n = n + 1 end)
+      assert.is_nil(err)
+      assert.equals(240, n)
+      n = 0
+      cli.each_item(plain, "users", { pageSize = 100 }, function() n = n + 1; return n < 150 end)
+      assert.equals(150, n)
+    end)
+
     it("draws a progress bar on stderr when it is a terminal", function()
       local logfile = os.tmpname()
       local inner = string.format("%s %s bin/achievers each users pageSize=60 --json 2>&1 >/dev/null",

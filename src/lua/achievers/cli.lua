@@ -475,7 +475,8 @@ local function progress_bar(enabled)
 end
 
 -- Items of every page: client:each when the module has it, else our own loop over
--- paging.next. Calls on_item(item, count, paging) for each; returns nil or the error.
+-- paging.next. Calls on_item(item, count, paging) for each (false stops); returns nil or the
+-- error. Exported as M.each_item for the specs.
 local function each_item(c, path, query, on_item)
   if c.each then
     local count = 0
@@ -501,6 +502,8 @@ local function each_item(c, path, query, on_item)
     page, err = c:get(nxt)
   end
 end
+
+M.each_item = each_item
 
 function COMMANDS.each(ctx)
   local path = table.remove(ctx.args, 1)
