@@ -110,6 +110,7 @@ struct sbx_request {
     struct sbx_buf body;
     int started;    /* the access handler has seen this request */
     int too_big;    /* the body passed SBX_BODY_LIMIT */
+    unsigned long long received;   /* body bytes seen, kept or not */
     int answered;   /* a response was queued before the body was read */
 };
 const char *sbx_req_header(const struct sbx_request *r, const char *lname);

@@ -22,6 +22,9 @@
 #include "internal.h"
 
 #define SBX_CONN_MEMORY (64 * 1024)   /* per connection: larger header blocks get 431 */
+/* Bodies over SBX_BODY_LIMIT get 413; up to this size they are read (and dropped) first so the
+   client can read the answer, beyond it the 413 comes at once and the connection is closed. */
+#define SBX_DISCARD_LIMIT (64ull * 1024 * 1024)
 
 void sbx_config_defaults(struct sbx_config *cfg)
 {
@@ -414,16 +417,21 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, r) < 0)
             return MHD_NO;
         cl = sbx_req_header(r, "content-length");
-        if (cl != NULL && strtoull(cl, NULL, 10) > SBX_BODY_LIMIT) {
+        if (cl != NULL && strtoull(cl, NULL, 10) > SBX_DISCARD_LIMIT) {
             /* refuse before reading the body; MHD closes the connection afterwards */
             r->answered = 1;
+            r->too_big = 1;
             return handle_request(s, conn, r);
         }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
+        r->received += *upload_data_size;
+        if (r->received > SBX_DISCARD_LIMIT)
+            return MHD_NO;   /* a chunked body without end: stop reading, close */
         if (!r->answered && !r->too_big) {
             if (r->body.len + *upload_data_size > SBX_BODY_LIMIT) {
+                /* read and drop the rest, so that the client gets its 413 on a live connection */
                 r->too_big = 1;
                 sbx_buf_free(&r->body);
             } else if (sbx_buf_add(&r->body, upload_data, *upload_data_size) != 0) {
