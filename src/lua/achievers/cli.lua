@@ -646,7 +646,10 @@ end
 
 local function report(ctx, f)
   if ctx.opts and ctx.opts.json then
-    local e = { exit = f.exit, message = f.message }
+    -- kind, status, code, message, ... of the module's error; kind "usage" or "auth" for the
+    -- program's own; text: the line the program prints without --json
+    local e = { exit = f.exit, text = f.message, message = f.message,
+      kind = f.exit == M.EXIT.usage and "usage" or f.exit == M.EXIT.auth and "auth" or nil }
     if type(f.err) == "table" then
       for _, k in ipairs { "kind", "status", "code", "message", "retry_after", "method", "url" } do
         e[k] = f.err[k]

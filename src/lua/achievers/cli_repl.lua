@@ -63,35 +63,47 @@ function M.run(o)
   output:write("Try client:get(\"users\", {pageSize = 3}). Ctrl-D quits.\n")
 
   local buffer = nil
-  while true do
+  -- One line: false at the end of the input. Runs under pcall so that nothing (not even the
+  -- interpreter's "interrupted!" after a Ctrl-C) ends the session but Ctrl-D.
+  local function step()
     output:write(buffer and ">> " or "achievers> ")
     output:flush()
     local line = input:read("*l")
-    if line == nil then
-      output:write("\n")
-      output:flush()
-      return 0
-    end
+    if line == nil then return false end
     buffer = buffer and (buffer .. "\n" .. line) or line
     local src = buffer:gsub("^%s*=", "return ")
     local f, rerr = compile("return " .. src, env)
     local err
     if not f then f, err = compile(src, env) end
     if not f and (incomplete(err) or incomplete(rerr)) then
-      -- wait for more lines
+      return true -- wait for more lines
+    end
+    buffer = nil
+    if not f then
+      output:write("syntax error: ", tostring(err), "\n")
+      return true
+    end
+    local r = pack(xpcall(f, function(e) return e end))
+    if not r[1] then
+      output:write("error: ", message_of(r[2]), "\n")
     else
+      if r.n > 1 then env._ = r[2] end
+      for i = 2, r.n do output:write(show(r[i]), "\n") end
+    end
+    return true
+  end
+  while true do
+    local ok, more = pcall(step)
+    if not ok then
       buffer = nil
-      if not f then
-        output:write("syntax error: ", tostring(err), "\n")
-      else
-        local r = pack(xpcall(f, function(e) return e end))
-        if not r[1] then
-          output:write("error: ", message_of(r[2]), "\n")
-        else
-          if r.n > 1 then env._ = r[2] end
-          for i = 2, r.n do output:write(show(r[i]), "\n") end
-        end
-      end
+      local msg = message_of(more)
+      -- lua(1) turns the first Ctrl-C into this error (a second one ends the process)
+      if msg:match("interrupted!$") then msg = "interrupted" end
+      output:write("\n", msg, "\n")
+    elseif not more then
+      output:write("\n")
+      output:flush()
+      return 0
     end
     output:flush()
   end
