@@ -16,6 +16,8 @@ describe("achievers.client options", function()
     assert.is_function(achievers.client)
     assert.is_function(achievers.token)
     assert.is_not_nil(achievers.null)
+    assert.matches("read", achievers.pretty({ scope = "read", access_token = "abc" }))
+    assert.is_nil(achievers.pretty({ access_token = "abcdef" }):find("abcdef", 1, true))
   end)
 
   it("requires base_url", function()

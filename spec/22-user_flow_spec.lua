@@ -41,6 +41,16 @@ describe("authorization_code flow", function()
     assert.equals(1, sb:stats().token_requests)
   end)
 
+  it("calls on_token with the user token from exchange_code", function()
+    local seen = {}
+    local cl = h.client(sb, { on_token = function(t) seen[#seen + 1] = t end })
+    local code = sb:consent { user = "adele.olson" }
+    local tok = assert(cl:exchange_code(code))
+    assert.equals(1, #seen)
+    assert.equals(tok.access_token, seen[1].access_token)
+    assert.equals("authorization_code", seen[1].grant_type)
+  end)
+
   it("takes the whole redirect URL as the callback too", function()
     local _, state = c:authorize_url()
     local code = sb:consent { user = "brady.garfinkel" }

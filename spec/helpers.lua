@@ -62,7 +62,7 @@ end
 function M.canned_server()
   local port = M.free_port()
   local pidfile = os.tmpname()
-  os.execute(string.format("%s spec/support/canned_server.lua %d %s >/dev/null 2>&1 &",
+  os.execute(string.format("env -u LD_PRELOAD %s spec/support/canned_server.lua %d %s >/dev/null 2>&1 &",
     M.lua, port, pidfile))
   local socket = require("socket")
   for _ = 1, 100 do

@@ -333,7 +333,7 @@ static void opt_scope(lua_State *L, int opts, ach_options *o)
 	if (lua_type(L, -1) != LUA_TTABLE)
 		luaL_error(L, "achievers.client: option 'scope' must be a string or a list of strings "
 			      "(got %s)", luaL_typename(L, -1));
-	for (int i = 1; i <= (int)lua_rawlen(L, -1); i++) {
+	for (int i = 1; i <= (int)lua_rawlen(L, -1); i++) { /* check first: raising frees nothing */
 		const char *s;
 		lua_rawgeti(L, -1, i);
 		if (lua_type(L, -1) != LUA_TSTRING)
@@ -341,6 +341,12 @@ static void opt_scope(lua_State *L, int opts, ach_options *o)
 		s = lua_tostring(L, -1);
 		if (s[strcspn(s, ", +\r\n")] != '\0' || s[0] == '\0')
 			luaL_error(L, "achievers.client: option 'scope' has a bad entry '%s'", s);
+		lua_pop(L, 1);
+	}
+	for (int i = 1; i <= (int)lua_rawlen(L, -1); i++) {
+		const char *s;
+		lua_rawgeti(L, -1, i);
+		s = lua_tostring(L, -1);
 		failed |= (i > 1 && (ach_buf_addc(&comma, ',') || ach_buf_addc(&space, ' '))) ||
 			  ach_buf_adds(&comma, s) || ach_buf_adds(&space, s);
 		lua_pop(L, 1);
@@ -657,6 +663,14 @@ static char *dup_or_raise(lua_State *L, const char *s)
 	return p;
 }
 
+/* Sets the exchange's Content-Type line; the field is owned, so replace rather than leak. */
+static void set_content_type(lua_State *L, ach_exchange *ex, const char *line)
+{
+	char *p = dup_or_raise(L, line);
+	free(ex->content_type);
+	ex->content_type = p;
+}
+
 /* Fills an API exchange from a request table at `spec`. The exchange lives in a userdata on
  * the stack, so whatever it holds is freed by __gc if this raises. */
 void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
@@ -716,14 +730,14 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
 		ach_encode_form(L, -1, &ex->body, "form");
 		if (ex->body.data == NULL && ach_buf_add(&ex->body, "", 0) != 0)
 			ach_nomem(L);
-		ex->content_type = dup_or_raise(L, "Content-Type: application/x-www-form-urlencoded");
+		set_content_type(L, ex, "Content-Type: application/x-www-form-urlencoded");
 		body_kinds++;
 	}
 	lua_pop(L, 1);
 	lua_getfield(L, spec, "json");
 	if (!lua_isnil(L, -1)) {
 		ach_json_encode(L, -1, &ex->body);
-		ex->content_type = dup_or_raise(L, "Content-Type: application/json");
+		set_content_type(L, ex, "Content-Type: application/json");
 		body_kinds++;
 	}
 	lua_pop(L, 1);
@@ -743,7 +757,7 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
 				luaL_error(L, "request: 'content_type' must be a string");
 			ach_check_header_safe(L, lua_tostring(L, -1), lua_rawlen(L, -1), "content_type");
 			lua_pushfstring(L, "Content-Type: %s", lua_tostring(L, -1));
-			ex->content_type = dup_or_raise(L, lua_tostring(L, -1));
+			set_content_type(L, ex, lua_tostring(L, -1));
 			lua_pop(L, 1);
 		}
 		lua_pop(L, 1);

@@ -813,5 +813,7 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		token_fetch_done(ex, now);
 		return;
 	}
+	if (ex->type == ACH_EX_TOKEN && ex->token != NULL)
+		ach_hook_token(ex->core, ex, ex->slot); /* a user token from exchange_code */
 	finish(ex);
 }

@@ -3,11 +3,24 @@
  */
 #include "achievers.h"
 
+/* achievers.pretty(value): the Lua module achievers.pretty, loaded on first use. */
+static int pretty(lua_State *L)
+{
+	lua_settop(L, 1);
+	lua_getglobal(L, "require");
+	lua_pushliteral(L, "achievers.pretty");
+	lua_call(L, 1, 1);
+	lua_insert(L, 1);
+	lua_call(L, 1, 1);
+	return 1;
+}
+
 ACH_EXPORT int luaopen_achievers(lua_State *L)
 {
 	static const luaL_Reg functions[] = {
 		{"client", ach_client_new},
 		{"token", ach_token_new},
+		{"pretty", pretty},
 		{NULL, NULL},
 	};
 	ach_json_init(L);
