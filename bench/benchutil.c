@@ -2,6 +2,8 @@
  * benchutil.c: a small Lua module for bench/run.lua, built by it into build/bench/.
  *
  *   benchutil.now()    -> seconds on CLOCK_MONOTONIC, as a float (nanosecond resolution)
+ *   benchutil.cpu()    -> CPU seconds of the calling thread (CLOCK_THREAD_CPUTIME_ID): with
+ *                        now(), tells work from waiting or being descheduled
  *   benchutil.sleep(s) -> sleeps s seconds (nanosleep), for frame-loop style waits
  *   benchutil.malloc_trim() -> true after glibc's malloc_trim(0) (false elsewhere): hands
  *                        freed heap pages back to the kernel, so that a VmRSS reading taken
@@ -24,6 +26,14 @@ static int bu_now(lua_State *L)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+	return 1;
+}
+
+static int bu_cpu(lua_State *L)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
 	return 1;
 }
@@ -57,6 +67,8 @@ __attribute__((visibility("default"))) int luaopen_benchutil(lua_State *L)
 	lua_newtable(L);
 	lua_pushcfunction(L, bu_now);
 	lua_setfield(L, -2, "now");
+	lua_pushcfunction(L, bu_cpu);
+	lua_setfield(L, -2, "cpu");
 	lua_pushcfunction(L, bu_sleep);
 	lua_setfield(L, -2, "sleep");
 	lua_pushcfunction(L, bu_malloc_trim);

@@ -568,7 +568,7 @@ end
 -- Returns the durations of the poll(0) calls made while CONC transfers were in flight, how
 -- many requests each of those calls reported, and the wall time of each round.
 local function poll_rounds(c, N, with_callbacks)
-  local samples, reported, walls = {}, {}, {}
+  local samples, reported, walls, cpus = {}, {}, {}, {}
   for round = 0, opt.poll_rounds do -- round 0 warms up: connections, TLS sessions
     local done = 0
     local t_start = clock.now()
@@ -585,12 +585,13 @@ local function poll_rounds(c, N, with_callbacks)
       if done >= N then break end
       if clock.now() > deadline then die("poll: requests did not finish in 30 s") end
       local in_flight = N - done >= CONC
-      local t0 = clock.now()
+      local c0, t0 = clock.cpu(), clock.now()
       local k = c:poll(0)
-      local dt = clock.now() - t0
+      local dt, dc = clock.now() - t0, clock.cpu() - c0
       done = done + k
       if round > 0 and in_flight then
         samples[#samples + 1] = dt
+        cpus[#cpus + 1] = dc
         reported[#reported + 1] = k
       end
       clock.sleep(0.001)
@@ -598,7 +599,7 @@ local function poll_rounds(c, N, with_callbacks)
     if done < N then die("poll: only %d of %d finished", done, N) end
     if round > 0 then walls[#walls + 1] = clock.now() - t_start end
   end
-  return samples, reported, walls
+  return samples, reported, walls, cpus
 end
 
 -- poll(0) in a frame loop: 200 async GETs, 16 in flight, 1 ms "frames"
@@ -613,7 +614,7 @@ local function section_poll(protos)
     local c = new_client(pr.lat_srv, pr.ca, { max_concurrency = CONC })
     for _, variant in ipairs { { true, "with on_done (bodies decoded inside poll)" },
                                { false, "without callbacks (nothing decoded)" } } do
-      local samples, reported, walls = poll_rounds(c, N, variant[1])
+      local samples, reported, walls, cpus = poll_rounds(c, N, variant[1])
       local s, idle, busy, maxk = sorted(samples), {}, {}, 0
       for i, k in ipairs(reported) do
         if k == 0 then idle[#idle + 1] = samples[i] else busy[#busy + 1] = samples[i] end
@@ -621,10 +622,13 @@ local function section_poll(protos)
       end
       idle, busy = sorted(idle), sorted(busy)
       local p50, p99, mx = percentile(s, 50), percentile(s, 99), s[#s]
+      local cs = sorted(cpus)
       print(string.format("   %-5s %s:\n         %d calls: p50 %s  p99 %s  max %s" ..
+                          "\n         CPU time of the same calls: p50 %s  p99 %s  max %s" ..
                           "\n         calls that reported nothing: %d, p99 %s; calls that" ..
                           " reported 1..%d requests: %d, p99 %s;\n         %d GETs took %.0f ms (median)",
-                          pr.name, variant[2], #s, us(p50), us(p99), us(mx), #idle,
+                          pr.name, variant[2], #s, us(p50), us(p99), us(mx), us(percentile(cs, 50)),
+                          us(percentile(cs, 99)), us(cs[#cs]), #idle,
                           us(percentile(idle, 99)), maxk, #busy, us(percentile(busy, 99)), N,
                           median(walls) * 1e3))
       if variant[1] then
