@@ -4,6 +4,9 @@ local lua = os.getenv("ACHIEVERS_LUA") or "lua5.4"
 local examples = {
   "examples/client_credentials.lua",
   "examples/user_flow.lua",
+  "examples/get_recognitions.lua",
+  "examples/send_recognition.lua",
+  "examples/create_achievement.lua",
 }
 local env = ("LUA_CPATH='%s/?.so;;' LUA_PATH='src/lua/?.lua;src/lua/?/init.lua;;' "):format(build)
 for _, ex in ipairs(examples) do

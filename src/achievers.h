@@ -334,7 +334,7 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *resp, doub
 int ach_exchange_done(const ach_exchange *ex);
 /* Detaches the exchange from its slot, the runnable list and the driver. */
 void ach_exchange_cancel(ach_exchange *ex);
-int ach_rate_class(const char *method, const char *url);
+int ach_rate_class(const char *method, const char *url); /* resources.c */
 
 const char *ach_header_find(const char *block, size_t len, const char *name, size_t *vlen);
 int64_t ach_parse_http_date(const char *s, size_t n);
@@ -376,6 +376,10 @@ void ach_request_open(lua_State *L);
 ach_exchange *ach_request_push(lua_State *L, int cl, ach_ex_type type);
 /* Adds async, poll and batch to the client methods table at the top of the stack. */
 void ach_request_methods(lua_State *L);
+
+/* resources.c: the endpoint table, the resource helpers, client:each. */
+void ach_resource_methods(lua_State *L); /* into the client methods table at the top */
+void ach_resource_open(lua_State *L, int module); /* achievers.endpoints */
 
 /* multipart.c: the multipart/form-data body of the parts list at idx. */
 void ach_encode_multipart(lua_State *L, int idx, ach_exchange *ex);

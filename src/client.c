@@ -1119,7 +1119,8 @@ void ach_client_open(lua_State *L)
 	luaL_newmetatable(L, ACH_CLIENT_MT);
 	luaL_setfuncs(L, meta, 0);
 	luaL_newlib(L, methods);
-	ach_request_methods(L); /* async, poll, batch */
+	ach_request_methods(L);  /* async, poll, batch */
+	ach_resource_methods(L); /* users, send_recognition, ..., each */
 	lua_setfield(L, -2, "methods");
 	lua_pop(L, 1);
 }

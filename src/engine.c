@@ -109,25 +109,6 @@ void ach_slot_unref(ach_slot *s)
 
 /* ---- rate governor ------------------------------------------------------------------------ */
 
-int ach_rate_class(const char *method, const char *url)
-{
-	static const char *const heavy[] = {"/api/v5/recognitions", "/api/v5/newsfeed-events", NULL};
-	const char *p;
-	size_t n;
-	int i;
-	if (strcmp(method, "GET") != 0)
-		return ACH_CLASS_DEFAULT;
-	p = strstr(url, "://");
-	p = p != NULL ? strchr(p + 3, '/') : NULL;
-	if (p == NULL)
-		return ACH_CLASS_DEFAULT;
-	n = strcspn(p, "?#");
-	for (i = 0; heavy[i] != NULL; i++)
-		if (n == strlen(heavy[i]) && strncmp(p, heavy[i], n) == 0)
-			return ACH_CLASS_HEAVY;
-	return ACH_CLASS_DEFAULT;
-}
-
 /* Seconds to wait before one more request of this class may go out (0: now). */
 static double governor_wait(ach_slot *s, int cls, double now)
 {

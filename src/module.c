@@ -29,6 +29,7 @@ ACH_EXPORT int luaopen_achievers(lua_State *L)
 	ach_request_open(L);
 	ach_client_open(L);
 	luaL_newlib(L, functions);
+	ach_resource_open(L, lua_gettop(L));
 	lua_pushliteral(L, ACH_VERSION);
 	lua_setfield(L, -2, "_VERSION");
 	ach_push_null(L);
