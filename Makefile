@@ -47,7 +47,8 @@ CLIENT_SRC  := $(sort $(wildcard src/*.c))
 SANDBOX_SRC := $(sort $(filter-out src/sandbox/main.c src/sandbox/lua_sandbox.c,$(wildcard src/sandbox/*.c)))
 CLIENT_OBJ  := $(CLIENT_SRC:src/%.c=$(BUILD)/obj/%.o)
 SANDBOX_OBJ := $(SANDBOX_SRC:src/%.c=$(BUILD)/obj/%.o)
-HEADERS     := $(wildcard src/*.h src/sandbox/*.h)
+HEADERS     := $(wildcard src/*.h)
+SANDBOX_HEADERS := $(wildcard src/sandbox/*.h) src/compat.h
 
 MODULE      := $(BUILD)/achievers.so
 SANDBOX_MOD := $(BUILD)/achievers/sandbox.so
@@ -60,6 +61,10 @@ all: $(MODULE) $(SANDBOX_MOD) $(SANDBOX_BIN)
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(CFLAGS_ALL)' | cmp -s - $@ || echo '$(CFLAGS_ALL)' > $@
+
+$(BUILD)/obj/sandbox/%.o: src/sandbox/%.c $(SANDBOX_HEADERS) Makefile $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) Makefile $(BUILD)/.flags
 	@mkdir -p $(dir $@)

@@ -7,6 +7,7 @@ local examples = {
   "examples/get_recognitions.lua",
   "examples/send_recognition.lua",
   "examples/create_achievement.lua",
+  "examples/game_loop.lua",
 }
 local env = ("LUA_CPATH='%s/?.so;;' LUA_PATH='src/lua/?.lua;src/lua/?/init.lua;;' "):format(build)
 for _, ex in ipairs(examples) do

@@ -43,4 +43,14 @@ describe("examples", function()
     assert.matches("uploaded image %S+ %(%d+ bytes%)", out)
     assert.matches("achievement %d+ posted", out)
   end)
+
+  it("game_loop.lua keeps drawing frames while requests complete", function()
+    local out, ok = run("examples/game_loop.lua")
+    assert.is_true(ok, out)
+    local frames = 0
+    for _ in out:gmatch("frame +%d+ ") do frames = frames + 1 end
+    assert.is_true(frames >= 5, out) -- frames went on during the 150 ms answers
+    assert.matches("frame +%d+  players=%.%.%.  loading", out)
+    assert.matches("players=5  recognition event %d+ with %d+ likes", out)
+  end)
 end)

@@ -248,6 +248,7 @@ struct ach_core {
 	void *driver; /* the curl driver's state */
 	lua_State *L; /* the state of the Lua call now driving the core */
 	int hook_error; /* a hook raised; its error waits in the registry */
+	int no_yield;   /* > 0 while a C function calls a blocking call: tasks block there */
 };
 
 /* A token holder: one per client object. Exchanges that need a token ask their slot. */
@@ -376,6 +377,22 @@ void ach_request_open(lua_State *L);
 ach_exchange *ach_request_push(lua_State *L, int cl, ach_ex_type type);
 /* Adds async, poll and batch to the client methods table at the top of the stack. */
 void ach_request_methods(lua_State *L);
+
+/* spawn.c: coroutines whose blocking calls yield to poll. */
+void ach_spawn_open(lua_State *L);
+void ach_spawn_methods(lua_State *L);
+/* Is L a task of the client at cl that can yield here? */
+int ach_spawn_active(lua_State *L, int cl);
+/* Instead of blocking: anchors the request at the top of L, starts it, and yields. */
+int ach_spawn_wait(lua_State *L, int cl, ach_exchange *ex);
+/* Resumes task thread co with the n values on top of L (popped) and settles the task. */
+void ach_spawn_resume(lua_State *L, int cl, lua_State *co, int n);
+/* Resumes the tasks that yielded by themselves; returns how many. */
+int ach_spawn_resume_idle(lua_State *L, int cl);
+/* Keeps the error at the top of L (popped) to be raised by ach_raise_hook_error. */
+void ach_hook_error_set(lua_State *L, ach_core *c);
+/* client:request with the client at 1 and the request table at 2. */
+int ach_client_request(lua_State *L);
 
 /* resources.c: the endpoint table, the resource helpers, client:each. */
 void ach_resource_methods(lua_State *L); /* into the client methods table at the top */

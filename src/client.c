@@ -83,16 +83,20 @@ static int push_root_field(lua_State *L, ach_core *c, const char *name)
 
 /* Calls the function below its nargs arguments in protected mode; the first error is kept
  * and raised when the Lua call that drives the core returns (ach_raise_hook_error). */
-static void call_hook(lua_State *L, ach_core *c, int nargs)
+void ach_hook_error_set(lua_State *L, ach_core *c)
 {
-	if (lua_pcall(L, nargs, 0, 0) == LUA_OK)
-		return;
 	if (!c->hook_error) {
 		c->hook_error = 1;
 		ach_rawsetp(L, LUA_REGISTRYINDEX, &hook_error_key);
 	} else {
-		lua_pop(L, 1);
+		lua_pop(L, 1); /* the first error wins */
 	}
+}
+
+static void call_hook(lua_State *L, ach_core *c, int nargs)
+{
+	if (lua_pcall(L, nargs, 0, 0) != LUA_OK)
+		ach_hook_error_set(L, c);
 }
 
 void ach_raise_hook_error(lua_State *L, ach_core *c)
@@ -811,6 +815,8 @@ int ach_client_run(lua_State *L, int cl, ach_exchange *ex)
 {
 	ach_core *core = ex->core;
 	cl = lua_absindex(L, cl);
+	if (ach_spawn_active(L, cl))
+		return ach_spawn_wait(L, cl, ex); /* in a task: yield to poll instead */
 	core->L = L;
 	ach_exchange_schedule(ex);
 	while (!ach_exchange_done(ex)) {
@@ -825,7 +831,7 @@ int ach_client_run(lua_State *L, int cl, ach_exchange *ex)
 	return ach_exchange_push_result(L, ex, cl);
 }
 
-static int client_request(lua_State *L)
+int ach_client_request(lua_State *L)
 {
 	ach_exchange *ex;
 	check_client(L, 1);
@@ -849,7 +855,7 @@ static int client_get(lua_State *L)
 	lua_setfield(L, -2, "query");
 	lua_replace(L, 2);
 	lua_settop(L, 2);
-	return client_request(L);
+	return ach_client_request(L);
 }
 
 static int client_post(lua_State *L)
@@ -871,7 +877,7 @@ static int client_post(lua_State *L)
 	lua_setfield(L, -2, "form");
 	lua_replace(L, 2);
 	lua_settop(L, 2);
-	return client_request(L);
+	return ach_client_request(L);
 }
 
 /* ---- tokens and the authorization code flow --------------------------------------------------------------- */
@@ -1108,7 +1114,7 @@ void ach_client_open(lua_State *L)
 		{"token", client_token},
 		{"get", client_get},
 		{"post", client_post},
-		{"request", client_request},
+		{"request", ach_client_request},
 		{"authorize_url", client_authorize_url},
 		{"handle_callback", client_handle_callback},
 		{"exchange_code", client_exchange_code},
@@ -1121,6 +1127,7 @@ void ach_client_open(lua_State *L)
 	luaL_newlib(L, methods);
 	ach_request_methods(L);  /* async, poll, batch */
 	ach_resource_methods(L); /* users, send_recognition, ..., each */
+	ach_spawn_methods(L);    /* spawn */
 	lua_setfield(L, -2, "methods");
 	lua_pop(L, 1);
 }

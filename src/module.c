@@ -27,6 +27,7 @@ ACH_EXPORT int luaopen_achievers(lua_State *L)
 	ach_error_open(L);
 	ach_token_open(L);
 	ach_request_open(L);
+	ach_spawn_open(L);
 	ach_client_open(L);
 	luaL_newlib(L, functions);
 	ach_resource_open(L, lua_gettop(L));

@@ -135,7 +135,10 @@ static int request_result(lua_State *L)
 		lua_pop(L, 2);
 	}
 	lua_pop(L, 1);
-	return lua_isnil(L, -1) ? 1 : 2;
+	if (!lua_isnil(L, -1))
+		return 2; /* nil, err */
+	lua_pop(L, 1);
+	return 1; /* data */
 }
 
 static int request_on_done(lua_State *L)
@@ -246,6 +249,17 @@ static int client_poll(lua_State *L)
 		lua_pushvalue(L, -1);
 		lua_pushnil(L);
 		lua_rawset(L, pending);
+		push_field(L, -1, "thread");
+		if (lua_isthread(L, -1)) {
+			/* a task waits for this one: resume it with the result */
+			lua_State *co = lua_tothread(L, -1);
+			lua_pop(L, 1);
+			push_cached_result(L, -1);
+			ach_spawn_resume(L, 1, co, 2);
+			lua_settop(L, list);
+			continue;
+		}
+		lua_pop(L, 1);
 		push_field(L, -1, "on_done");
 		if (lua_isfunction(L, -1)) {
 			push_cached_result(L, -2);
@@ -259,6 +273,7 @@ static int client_poll(lua_State *L)
 		}
 		lua_settop(L, list);
 	}
+	n += ach_spawn_resume_idle(L, 1);
 	ach_raise_hook_error(L, core);
 	lua_getfield(L, list, "error");
 	if (!lua_isnil(L, -1))

@@ -233,14 +233,10 @@ static int resource_call(lua_State *L)
 			lua_setfield(L, spec, e->args == ARG_FORM ? "form" : "query");
 		}
 	}
-	lua_getfield(L, 1, "request");
-	lua_pushvalue(L, 1);
-	lua_pushvalue(L, spec);
-	lua_call(L, 2, 2);
-	if (lua_isnil(L, -2))
-		return 2; /* nil, err */
-	lua_pop(L, 1);
-	return 1;
+	/* client:request(spec), called directly so that a task can yield from it */
+	lua_replace(L, 2);
+	lua_settop(L, 2);
+	return ach_client_request(L);
 }
 
 /* ---- client:each ------------------------------------------------------------------------------ */
@@ -253,6 +249,7 @@ static int resource_call(lua_State *L)
  * with false, err pushed. */
 static int each_fetch(lua_State *L)
 {
+	ach_core *core = ach_client_core(L, lua_upvalueindex(1));
 	lua_getfield(L, lua_upvalueindex(1), "request");
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_createtable(L, 0, 2);
@@ -262,7 +259,13 @@ static int each_fetch(lua_State *L)
 		lua_pushvalue(L, lua_upvalueindex(6));
 		lua_setfield(L, -2, "query");
 	}
-	lua_call(L, 2, 2);
+	/* called through lua_call, so a task cannot yield here: the page is fetched blocking */
+	core->no_yield++;
+	if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+		core->no_yield--;
+		return lua_error(L);
+	}
+	core->no_yield--;
 	if (lua_isnil(L, -2)) {
 		lua_pushboolean(L, 1);
 		lua_replace(L, lua_upvalueindex(5));
