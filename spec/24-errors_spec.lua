@@ -145,3 +145,34 @@ describe("errors", function()
     end
   end)
 end)
+
+describe("achievers.json_decode", function()
+  local d = achievers.json_decode
+
+  it("keeps integers exact, beyond 2^53 too", function()
+    assert.equals(10726811, d("10726811"))
+    if _VERSION >= "Lua 5.3" then
+      assert.equals("integer", math.type(d("10726811")))
+      assert.equals(9007199254740993, d("9007199254740993"))
+      assert.equals(math.mininteger, d("-9223372036854775808"))
+      assert.equals("float", math.type(d("1.5")))
+      assert.equals("float", math.type(d("9223372036854775808")))
+    end
+    assert.equals(1000, d("1e3"))
+  end)
+
+  it("decodes escapes, surrogate pairs and null", function()
+    assert.equals("aé😀\n/", d('"a\\u00e9\\ud83d\\ude00\\n\\/"'))
+    assert.same({ 1, 2, { 3, { a = achievers.null } } }, d('[1,2,[3,{"a":null}]]'))
+    assert.equals(achievers.null, require("cjson").null)
+  end)
+
+  it("returns nil and a message for bad JSON, never raises", function()
+    for _, bad in ipairs { "", " ", "[1,]", '{"a"}', '"\\ud800"', "01", "-", "1.", "nul",
+      ("["):rep(300), '"abc', "true false", '"\1"', "{'a':1}", "[1 2]" } do
+      local v, err = d(bad)
+      assert.is_nil(v, bad)
+      assert.matches("at byte %d+", err)
+    end
+  end)
+end)

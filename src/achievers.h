@@ -99,6 +99,7 @@ int ach_json_decode(lua_State *L, const char *s, size_t n);
 /* Encodes the value at idx; raises on values JSON cannot represent. */
 void ach_json_encode(lua_State *L, int idx, ach_buf *b);
 void ach_push_null(lua_State *L);
+int ach_json_decode_lua(lua_State *L); /* achievers.json_decode */
 
 /* ---- error.c ------------------------------------------------------------------------ */
 
@@ -327,6 +328,8 @@ struct ach_exchange {
 
 void ach_exchange_init(ach_exchange *ex, ach_core *core, ach_slot *slot, ach_ex_type type);
 void ach_exchange_release(ach_exchange *ex); /* frees what the exchange owns; idempotent */
+/* Frees the bodies, headers and buffers of a finished exchange whose result has been taken. */
+void ach_exchange_trim(ach_exchange *ex);
 void ach_exchange_schedule(ach_exchange *ex); /* put on the runnable list */
 ach_step ach_exchange_step(ach_exchange *ex, double now);
 double ach_exchange_wake(const ach_exchange *ex); /* when a sleeping exchange wants a step */

@@ -828,7 +828,11 @@ int ach_client_run(lua_State *L, int cl, ach_exchange *ex)
 		}
 	}
 	ach_raise_hook_error(L, core);
-	return ach_exchange_push_result(L, ex, cl);
+	{
+		int n = ach_exchange_push_result(L, ex, cl);
+		ach_exchange_trim(ex); /* bodies and buffers go now, not at the next GC */
+		return n;
+	}
 }
 
 int ach_client_request(lua_State *L)

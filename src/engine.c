@@ -237,6 +237,26 @@ void ach_exchange_release(ach_exchange *ex)
 	memset(ex, 0, sizeof *ex);
 }
 
+void ach_exchange_trim(ach_exchange *ex)
+{
+	int i;
+	ach_buf_free(&ex->body);
+	ach_buf_free(&ex->resp_body);
+	ach_buf_free(&ex->resp_headers);
+	ach_buf_free(&ex->scratch);
+	if (ex->auth_header.data != NULL)
+		memset(ex->auth_header.data, 0, ex->auth_header.len);
+	ach_buf_free(&ex->auth_header);
+	free(ex->headers);
+	ex->headers = NULL;
+	if (ex->extra_headers != NULL) {
+		for (i = 0; ex->extra_headers[i] != NULL; i++)
+			free(ex->extra_headers[i]);
+		free(ex->extra_headers);
+		ex->extra_headers = NULL;
+	}
+}
+
 static void exchange_destroy(ach_exchange *ex)
 {
 	ach_exchange_release(ex);

@@ -1,14 +1,14 @@
 /*
- * json.c: JSON through a private lua-cjson instance (cjson.new(), so the caller's own cjson
- * settings never change how we decode), plus the integer correction: Debian's lua-cjson
- * 2.1.0 decodes every number as a float, so integral values are turned back into integers.
+ * json.c: JSON. Answers are decoded here, straight into Lua values with integers kept exact;
+ * request bodies are encoded by a private lua-cjson instance (cjson.new(), so the caller's own
+ * cjson settings never change what we send).
  */
 #include <math.h>
 #include <string.h>
 
 #include "achievers.h"
 
-static const char json_key = 'j'; /* registry: {decode = f, encode = f, null = v} */
+static const char json_key = 'j'; /* registry: {encode = f, null = v} of our cjson instance */
 
 void ach_json_init(lua_State *L)
 {
@@ -23,9 +23,7 @@ void ach_json_init(lua_State *L)
 	lua_getfield(L, -1, "encode_sparse_array");
 	lua_pushboolean(L, 1); /* convert sparse arrays to objects instead of raising */
 	lua_call(L, 1, 0);
-	lua_createtable(L, 0, 3);
-	lua_getfield(L, -2, "decode");
-	lua_setfield(L, -2, "decode");
+	lua_createtable(L, 0, 2);
 	lua_getfield(L, -2, "encode");
 	lua_setfield(L, -2, "encode");
 	lua_getfield(L, -2, "null");
@@ -46,59 +44,365 @@ void ach_push_null(lua_State *L)
 	push_json_field(L, "null");
 }
 
-#if ACH_HAS_INTEGERS
-/* Rewrites integral floats of the tree at idx as integers; depth is bounded by the decoder. */
-static void fix_integers(lua_State *L, int idx)
-{
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		int t = lua_type(L, -1);
-		if (t == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-			lua_Number n = lua_tonumber(L, -1);
-			if (n == floor(n) && n >= -9223372036854775808.0 && n < 9223372036854775808.0) {
-				lua_pushvalue(L, -2);
-				lua_pushinteger(L, (lua_Integer)n);
-				lua_rawset(L, idx);
-			}
-		} else if (t == LUA_TTABLE) {
-			luaL_checkstack(L, 3, "JSON too deep");
-			fix_integers(L, lua_gettop(L));
-		}
-		lua_pop(L, 1);
-	}
-}
-#endif
+/* ---- decoding --------------------------------------------------------------------------
+ * A JSON decoder straight into Lua values. lua-cjson 2.1.0 reads every number as a double,
+ * which turns ids into floats and silently corrupts integers beyond 2^53; this one gives
+ * integers for integral literals (Lua 5.3+) and floats otherwise, through Lua's own number
+ * conversion. null is lightuserdata NULL, the same value as cjson.null. */
 
-static int decode_protected(lua_State *L)
+#define JSON_MAX_DEPTH 200
+#define JSON_MAX_NUMBER 400
+
+typedef struct jparser {
+	lua_State *L;
+	const char *start, *p, *end;
+	const char *err;
+	int depth;
+} jparser;
+
+static int json_value(jparser *j);
+
+static int json_fail(jparser *j, const char *what)
 {
-	/* stack: decode, text */
-	lua_call(L, 1, 1);
+	if (j->err == NULL)
+		j->err = what;
+	return 0;
+}
+
+static void skip_ws(jparser *j)
+{
+	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+		j->p++;
+}
+
+static int hex4(const char *p)
+{
+	int v = 0, i;
+	for (i = 0; i < 4; i++) {
+		int c = (unsigned char)p[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return -1;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned long cp)
+{
+	char out[4];
+	int n;
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		out[0] = (char)(0xC0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3F));
+		n = 2;
+	} else if (cp < 0x10000) {
+		out[0] = (char)(0xE0 | (cp >> 12));
+		out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		out[2] = (char)(0x80 | (cp & 0x3F));
+		n = 3;
+	} else {
+		out[0] = (char)(0xF0 | (cp >> 18));
+		out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+		out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		out[3] = (char)(0x80 | (cp & 0x3F));
+		n = 4;
+	}
+	luaL_addlstring(b, out, (size_t)n);
+}
+
+/* Pushes the string starting after the opening quote. */
+static int json_string(jparser *j)
+{
+	const char *s = j->p, *q = s;
+	luaL_Buffer b;
+	/* fast path: no escapes */
+	while (q < j->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+		q++;
+	if (q < j->end && *q == '"') {
+		lua_pushlstring(j->L, s, (size_t)(q - s));
+		j->p = q + 1;
+		return 1;
+	}
+	luaL_buffinit(j->L, &b);
+	luaL_addlstring(&b, s, (size_t)(q - s));
+	while (q < j->end) {
+		unsigned char c = (unsigned char)*q;
+		if (c == '"') {
+			luaL_pushresult(&b);
+			j->p = q + 1;
+			return 1;
+		}
+		if (c < 0x20)
+			return json_fail(j, "control character in a string");
+		if (c != '\\') {
+			luaL_addchar(&b, (char)c);
+			q++;
+			continue;
+		}
+		if (q + 1 >= j->end)
+			break;
+		switch (q[1]) {
+		case '"': luaL_addchar(&b, '"'); break;
+		case '\\': luaL_addchar(&b, '\\'); break;
+		case '/': luaL_addchar(&b, '/'); break;
+		case 'b': luaL_addchar(&b, '\b'); break;
+		case 'f': luaL_addchar(&b, '\f'); break;
+		case 'n': luaL_addchar(&b, '\n'); break;
+		case 'r': luaL_addchar(&b, '\r'); break;
+		case 't': luaL_addchar(&b, '\t'); break;
+		case 'u': {
+			long cp;
+			if (q + 6 > j->end || (cp = hex4(q + 2)) < 0)
+				return json_fail(j, "bad \\u escape");
+			q += 4;
+			if (cp >= 0xD800 && cp <= 0xDBFF) {
+				long lo;
+				if (q + 8 > j->end || q[2] != '\\' || q[3] != 'u' || (lo = hex4(q + 4)) < 0xDC00 ||
+				    lo > 0xDFFF)
+					return json_fail(j, "bad surrogate pair");
+				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+				q += 6;
+			} else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+				return json_fail(j, "lone low surrogate");
+			}
+			add_utf8(&b, (unsigned long)cp);
+			break;
+		}
+		default:
+			return json_fail(j, "bad escape");
+		}
+		q += 2;
+	}
+	return json_fail(j, "unterminated string"); /* the caller drops the partial buffer */
+}
+
+static int json_number(jparser *j)
+{
+	const char *s = j->p, *q = s;
+	char tmp[JSON_MAX_NUMBER + 1];
+	int integral = 1;
+	size_t n;
+	if (q < j->end && *q == '-')
+		q++;
+	if (q >= j->end || !(*q >= '0' && *q <= '9'))
+		return json_fail(j, "bad number");
+	if (*q == '0')
+		q++;
+	else
+		while (q < j->end && *q >= '0' && *q <= '9')
+			q++;
+	if (q < j->end && *q == '.') {
+		integral = 0;
+		q++;
+		if (q >= j->end || !(*q >= '0' && *q <= '9'))
+			return json_fail(j, "bad number");
+		while (q < j->end && *q >= '0' && *q <= '9')
+			q++;
+	}
+	if (q < j->end && (*q == 'e' || *q == 'E')) {
+		integral = 0;
+		q++;
+		if (q < j->end && (*q == '+' || *q == '-'))
+			q++;
+		if (q >= j->end || !(*q >= '0' && *q <= '9'))
+			return json_fail(j, "bad number");
+		while (q < j->end && *q >= '0' && *q <= '9')
+			q++;
+	}
+	n = (size_t)(q - s);
+	j->p = q;
 #if ACH_HAS_INTEGERS
-	if (lua_type(L, -1) == LUA_TTABLE)
-		fix_integers(L, lua_gettop(L));
-	else if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-		lua_Number n = lua_tonumber(L, -1);
-		if (n == floor(n) && fabs(n) < 9.2e18)
-			lua_pushinteger(L, (lua_Integer)n), lua_remove(L, -2);
+	if (integral && n - (*s == '-') <= 19) { /* 19 digits cannot overflow the accumulator */
+		/* exact, when it fits */
+		const char *d = s + (*s == '-');
+		unsigned long long v = 0;
+		for (; d < q; d++)
+			v = v * 10 + (unsigned long long)(*d - '0');
+		if (*s == '-' ? v <= 9223372036854775808ULL : v <= 9223372036854775807ULL) {
+			lua_pushinteger(j->L, *s == '-' ? (lua_Integer)(0 - v) : (lua_Integer)v);
+			return 1;
+		}
+	}
+#endif
+	(void)integral;
+	if (n > JSON_MAX_NUMBER)
+		return json_fail(j, "number too long");
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+#if LUA_VERSION_NUM >= 503
+	if (lua_stringtonumber(j->L, tmp) == 0)
+		return json_fail(j, "bad number");
+	if (lua_isinteger(j->L, -1)) { /* an integral literal too large for an integer */
+		lua_Number f = (lua_Number)lua_tointeger(j->L, -1);
+		lua_pop(j->L, 1);
+		lua_pushnumber(j->L, f);
+	}
+#else
+	lua_pushlstring(j->L, tmp, n);
+	{
+		lua_Number f = lua_tonumber(j->L, -1);
+		lua_pop(j->L, 1);
+		lua_pushnumber(j->L, f);
 	}
 #endif
 	return 1;
 }
 
+static int json_literal(jparser *j, const char *word, size_t n)
+{
+	if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n) != 0)
+		return json_fail(j, "unexpected character");
+	j->p += n;
+	return 1;
+}
+
+static int json_object(jparser *j)
+{
+	lua_State *L = j->L;
+	lua_newtable(L);
+	skip_ws(j);
+	if (j->p < j->end && *j->p == '}') {
+		j->p++;
+		return 1;
+	}
+	for (;;) {
+		skip_ws(j);
+		if (j->p >= j->end || *j->p != '"')
+			return json_fail(j, "expected a string key");
+		j->p++;
+		if (!json_string(j))
+			return 0;
+		skip_ws(j);
+		if (j->p >= j->end || *j->p != ':')
+			return json_fail(j, "expected ':'");
+		j->p++;
+		if (!json_value(j))
+			return 0;
+		lua_rawset(L, -3);
+		skip_ws(j);
+		if (j->p < j->end && *j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (j->p < j->end && *j->p == '}') {
+			j->p++;
+			return 1;
+		}
+		return json_fail(j, "expected ',' or '}'");
+	}
+}
+
+static int json_array(jparser *j)
+{
+	lua_State *L = j->L;
+	int i = 0;
+	lua_newtable(L);
+	skip_ws(j);
+	if (j->p < j->end && *j->p == ']') {
+		j->p++;
+		return 1;
+	}
+	for (;;) {
+		if (!json_value(j))
+			return 0;
+		lua_rawseti(L, -2, ++i);
+		skip_ws(j);
+		if (j->p < j->end && *j->p == ',') {
+			j->p++;
+			continue;
+		}
+		if (j->p < j->end && *j->p == ']') {
+			j->p++;
+			return 1;
+		}
+		return json_fail(j, "expected ',' or ']'");
+	}
+}
+
+static int json_value(jparser *j)
+{
+	int ok;
+	skip_ws(j);
+	if (j->p >= j->end)
+		return json_fail(j, "unexpected end");
+	if (++j->depth > JSON_MAX_DEPTH)
+		return json_fail(j, "nested too deeply");
+	luaL_checkstack(j->L, 4, "JSON nested too deeply");
+	switch (*j->p) {
+	case '{':
+		j->p++;
+		ok = json_object(j);
+		break;
+	case '[':
+		j->p++;
+		ok = json_array(j);
+		break;
+	case '"':
+		j->p++;
+		ok = json_string(j);
+		break;
+	case 't':
+		ok = json_literal(j, "true", 4);
+		if (ok)
+			lua_pushboolean(j->L, 1);
+		break;
+	case 'f':
+		ok = json_literal(j, "false", 5);
+		if (ok)
+			lua_pushboolean(j->L, 0);
+		break;
+	case 'n':
+		ok = json_literal(j, "null", 4);
+		if (ok)
+			lua_pushlightuserdata(j->L, NULL); /* cjson.null */
+		break;
+	default:
+		ok = json_number(j);
+		break;
+	}
+	j->depth--;
+	return ok;
+}
+
 int ach_json_decode(lua_State *L, const char *s, size_t n)
 {
-	int rc;
-	lua_pushcfunction(L, decode_protected);
-	push_json_field(L, "decode");
-	lua_pushlstring(L, s, n);
-	rc = lua_pcall(L, 2, 1, 0);
-	if (rc == LUA_OK)
-		return 1;
-	if (lua_type(L, -1) != LUA_TSTRING) {
-		lua_pop(L, 1);
-		lua_pushliteral(L, "invalid JSON");
+	jparser j;
+	int top = lua_gettop(L);
+	j.L = L;
+	j.start = j.p = s;
+	j.end = s + n;
+	j.err = NULL;
+	j.depth = 0;
+	if (json_value(&j)) {
+		skip_ws(&j);
+		if (j.p == j.end)
+			return 1;
+		json_fail(&j, "trailing characters");
 	}
+	lua_settop(L, top);
+	lua_pushfstring(L, "%s at byte %d", j.err, (int)(j.p - j.start) + 1);
 	return 0;
+}
+
+/* achievers.json_decode(text) -> value | nil, message */
+int ach_json_decode_lua(lua_State *L)
+{
+	size_t n;
+	const char *s = luaL_checklstring(L, 1, &n);
+	if (ach_json_decode(L, s, n))
+		return 1;
+	lua_pushnil(L);
+	lua_insert(L, -2);
+	return 2;
 }
 
 void ach_json_encode(lua_State *L, int idx, ach_buf *b)

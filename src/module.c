@@ -21,6 +21,7 @@ ACH_EXPORT int luaopen_achievers(lua_State *L)
 		{"client", ach_client_new},
 		{"token", ach_token_new},
 		{"pretty", pretty},
+		{"json_decode", ach_json_decode_lua},
 		{NULL, NULL},
 	};
 	ach_json_init(L);

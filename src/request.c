@@ -12,6 +12,10 @@
 
 #include "achievers.h"
 
+/* Seconds of result decoding and callbacks one poll may spend before it leaves the rest of
+ * the finished requests to the next poll (at least one is always reported). */
+#define POLL_BUDGET 0.0005
+
 typedef struct request {
 	ach_exchange ex;
 } request;
@@ -91,6 +95,7 @@ static void push_cached_result(lua_State *L, int idx)
 		lua_pop(L, 1);
 		lua_replace(L, top);
 		lua_settop(L, top);
+		ach_exchange_trim(&r->ex); /* the answer lives on as Lua values only */
 	}
 	lua_rawgeti(L, -1, 1);
 	lua_rawgeti(L, -2, 2);
@@ -202,9 +207,11 @@ static int client_async(lua_State *L)
 	return 1;
 }
 
-/* client:poll([timeout]): drives transfers for up to timeout seconds, then calls the on_done
- * callbacks of the requests that finished. Returns how many finished. A callback that raises
- * does not stop the others; the first such error is raised once all have run. */
+/* client:poll([timeout]): drives transfers for up to timeout seconds (returning as soon as
+ * something finished), then calls the on_done callbacks of finished requests, and resumes the
+ * tasks waiting for them, within a budget of POLL_BUDGET so a frame is never held up by a
+ * burst (what is left goes to the next poll). Returns how many it reported. A callback that
+ * raises does not stop the others; the first such error is raised once all have run. */
 /* Puts the finished, unreported requests of the pending table at `pending` into a new list
  * pushed on the stack; returns how many. */
 static int collect_finished(lua_State *L, int pending)
@@ -227,7 +234,7 @@ static int collect_finished(lua_State *L, int pending)
 static int client_poll(lua_State *L)
 {
 	ach_core *core = ach_client_core(L, 1);
-	double timeout = luaL_optnumber(L, 2, 0);
+	double timeout = luaL_optnumber(L, 2, 0), started;
 	int pending, list, n, i;
 	luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
 	lua_settop(L, 1);
@@ -241,8 +248,14 @@ static int client_poll(lua_State *L)
 		n = collect_finished(L, pending);
 	}
 	list = lua_gettop(L);
+	started = ach_now();
 	for (i = 1; i <= n; i++) {
 		request *r;
+		/* a frame's budget: what is left is reported by the next poll */
+		if (i > 1 && ach_now() - started > POLL_BUDGET) {
+			n = i - 1;
+			break;
+		}
 		lua_rawgeti(L, list, i);
 		r = luaL_checkudata(L, -1, ACH_REQUEST_MT);
 		r->ex.reported = 1;
