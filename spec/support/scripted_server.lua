@@ -1,0 +1,91 @@
+-- A scripted HTTP/1.1 server for the reliability specs: answers the sandbox cannot give.
+-- usage: lua scripted_server.lua PORT PIDFILE MODE   (serves until killed; at most 5 minutes)
+--
+-- Every mode answers GET /stats with {"requests": {"METHOD /path": n}, "tokens": n}.
+--   date_retry     GET /api/v5/users: the first answer is 503 with Retry-After as an HTTP
+--                  date two seconds ahead (and a Date header); then 200.
+--   fresh_tokens   the token endpoint hands out a new token on every request, valid for an
+--                  hour (expires_in = 3600, relative), like most OAuth servers; after 20
+--                  token requests it answers 400 invalid_grant, so a client that keeps asking
+--                  ends instead of spinning; GET /api/v5/users: 200.
+--   accept         every request: 200 (a POST to /api/v5/recognitions: 201 with an id).
+local socket = require("socket")
+local port, pidfile, mode = tonumber(arg[1]), arg[2], arg[3]
+
+local f = io.open("/proc/self/stat")
+if f and pidfile then
+  local pid = f:read("*l"):match("^(%d+)")
+  f:close()
+  local out = io.open(pidfile, "w")
+  out:write(pid, "\n")
+  out:close()
+end
+
+local function http_date(t)
+  return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
+end
+
+local function answer(status, body, extra)
+  return table.concat({
+    "HTTP/1.1 ", status, "\r\n",
+    "Content-Type: application/json\r\n",
+    "Content-Length: ", #body, "\r\n",
+    "Date: ", http_date(os.time()), "\r\n",
+    extra or "",
+    "Connection: close\r\n\r\n",
+    body,
+  })
+end
+
+local counts, tokens = {}, 0
+local page = '{"paging":{"totalItems":0,"totalPages":1,"page":1,"pageSize":25},"items":[]}'
+
+local function route(method, path)
+  local key = method .. " " .. path
+  counts[key] = (counts[key] or 0) + 1
+  local n = counts[key]
+  if key == "GET /stats" then
+    local parts = {}
+    for k, v in pairs(counts) do parts[#parts + 1] = string.format("%q:%d", k, v) end
+    return answer("200 OK", '{"requests":{' .. table.concat(parts, ",") .. '},"tokens":' .. tokens .. "}")
+  end
+  if path == "/oauth/v2/openIDConnectClient/token" then
+    tokens = tokens + 1
+    if mode == "fresh_tokens" and tokens > 20 then
+      return answer("400 Bad Request", '{"error":"invalid_grant","error_description":"enough"}')
+    end
+    local access = mode == "fresh_tokens" and string.format("fresh%035d", tokens) or "scriptedtoken000000000000000000000000000"
+    return answer("200 OK", string.format(
+      '{"access_token":"%s","token_type":"bearer","expires_in":%d,"scope":"read,write"}',
+      access, mode == "fresh_tokens" and 3600 or 1209600))
+  end
+  if mode == "date_retry" and key == "GET /api/v5/users" and n == 1 then
+    return answer("503 Service Unavailable", '{"error":"service_unavailable"}',
+      "Retry-After: " .. http_date(os.time() + 2) .. "\r\n")
+  end
+  if method == "POST" and path == "/api/v5/recognitions" then
+    return answer("201 Created", '{"id":' .. n .. "}")
+  end
+  return answer("200 OK", page)
+end
+
+local server = assert(socket.bind("127.0.0.1", port))
+server:settimeout(1)
+local deadline = os.time() + 300
+while os.time() < deadline do
+  local c = server:accept()
+  if c then
+    c:settimeout(5)
+    local line = c:receive("*l")
+    local method, path = (line or ""):match("^(%u+) ([^ ?]+)")
+    local len = 0
+    repeat
+      local h = c:receive("*l")
+      local n = h and h:lower():match("^content%-length:%s*(%d+)")
+      if n then len = tonumber(n) end
+    until not h or h == ""
+    if len > 0 then c:receive(len) end
+    if method then c:send(route(method, path)) end
+    c:close()
+  end
+end
