@@ -1,11 +1,11 @@
 /*
- * fuzz_json.c: JSON answers through the module's decode path (the private lua-cjson instance
- * plus the integer correction), then what the client builds from a decoded answer: a token
- * from a token answer (ach_token_from_answer) and its tostring/to_table, and
- * achievers.pretty-free walking of the value.
+ * fuzz_json.c: JSON answers through the module's own decoder (ach_json_decode: straight into
+ * Lua values, integers exact), then what the client builds from a decoded answer: a token from
+ * a token answer (ach_token_from_answer), its tostring and to_table, and achievers.token on the
+ * saved table.
  *
- * lua-cjson itself is Debian's shared object and is not instrumented: this harness guides on
- * the module's own code and catches crashes anywhere.
+ * Invariants checked: a failed decode leaves a message string; a token answer that decodes is
+ * either refused with a reason or gives a complete token.
  */
 #include "fuzz_lua.h"
 
