@@ -36,6 +36,7 @@ typedef struct ach_buf {
 
 /* Each returns 0, or -1 when memory ran out (the buffer is left as it was). */
 int ach_buf_add(ach_buf *b, const void *p, size_t n);
+int ach_buf_reserve(ach_buf *b, size_t extra); /* room for `extra` more bytes */
 int ach_buf_adds(ach_buf *b, const char *s);
 int ach_buf_addc(ach_buf *b, char c);
 int ach_buf_printf(ach_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

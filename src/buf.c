@@ -12,7 +12,7 @@
 
 #include "achievers.h"
 
-static int buf_reserve(ach_buf *b, size_t extra)
+int ach_buf_reserve(ach_buf *b, size_t extra)
 {
 	size_t need, cap;
 	char *p;
@@ -34,7 +34,7 @@ static int buf_reserve(ach_buf *b, size_t extra)
 
 int ach_buf_add(ach_buf *b, const void *p, size_t n)
 {
-	if (buf_reserve(b, n) != 0)
+	if (ach_buf_reserve(b, n) != 0)
 		return -1;
 	if (n > 0)
 		memcpy(b->data + b->len, p, n);
@@ -65,7 +65,7 @@ int ach_buf_printf(ach_buf *b, const char *fmt, ...)
 		return -1;
 	if ((size_t)n < sizeof small)
 		return ach_buf_add(b, small, (size_t)n);
-	if (buf_reserve(b, (size_t)n) != 0)
+	if (ach_buf_reserve(b, (size_t)n) != 0)
 		return -1;
 	va_start(ap, fmt);
 	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);

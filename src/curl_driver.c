@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -124,6 +125,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	if (t->ex->resp_headers.len + len > 256 * 1024) {
 		t->overflow = 1;
 		return 0;
+	}
+	/* size the body buffer once from Content-Length: one allocation, not a doubling chain */
+	if (len > 15 && strncasecmp(p, "Content-Length:", 15) == 0) {
+		unsigned long long want = strtoull(p + 15, NULL, 10);
+		if (want > 0 && want <= t->max && ach_buf_reserve(&t->ex->resp_body, (size_t)want) != 0)
+			return 0;
 	}
 	return ach_buf_add(&t->ex->resp_headers, p, len) == 0 ? len : 0;
 }
