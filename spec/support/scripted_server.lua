@@ -9,6 +9,8 @@
 --                  token requests it answers 400 invalid_grant, so a client that keeps asking
 --                  ends instead of spinning; GET /api/v5/users: 200.
 --   accept         every request: 200 (a POST to /api/v5/recognitions: 201 with an id).
+--   huge           GET /api/v5/huge: a 33 MiB JSON answer with Content-Length; GET
+--                  /api/v5/huge-unsized: the same with no length, ended by closing.
 local socket = require("socket")
 local port, pidfile, mode = tonumber(arg[1]), arg[2], arg[3]
 
@@ -63,6 +65,11 @@ local function route(method, path)
     return answer("503 Service Unavailable", '{"error":"service_unavailable"}',
       "Retry-After: " .. http_date(os.time() + 2) .. "\r\n")
   end
+  if mode == "huge" and (path == "/api/v5/huge" or path == "/api/v5/huge-unsized") then
+    local body = '{"items":"' .. string.rep("x", 33 * 1024 * 1024) .. '"}'
+    if path == "/api/v5/huge" then return answer("200 OK", body) end
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" .. body
+  end
   if method == "POST" and path == "/api/v5/recognitions" then
     return answer("201 Created", '{"id":' .. n .. "}")
   end
@@ -86,6 +93,7 @@ while os.time() < deadline do
     until not h or h == ""
     if len > 0 then c:receive(len) end
     if method then c:send(route(method, path)) end
+    c:shutdown("send")
     c:close()
   end
 end
