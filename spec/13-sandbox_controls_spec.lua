@@ -312,12 +312,12 @@ describe("sandbox controls", function()
       local dir = os.tmpname()
       os.remove(dir)
       assert(os.execute("mkdir -p " .. dir))
-      local ok = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -days 2 " ..
+      local ok = os.execute(http.TOOL .. "openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -days 2 " ..
         "-keyout " .. dir .. "/key.pem -out " .. dir .. "/cert.pem >/dev/null 2>&1")
       assert.is_true(ok == true or ok == 0)
       local tls = assert(sandbox.start{port = 0, tls_cert = dir .. "/cert.pem", tls_key = dir .. "/key.pem"})
       assert.matches("^https://127%.0%.0%.1:%d+$", tls.url)
-      local p = io.popen("curl -s --max-time 10 --cacert " .. dir .. "/cert.pem -X POST " .. tls.url ..
+      local p = io.popen(http.TOOL .. "timeout 20 curl -s --max-time 10 --cacert " .. dir .. "/cert.pem -X POST " .. tls.url ..
         http.TOKEN_PATH .. " -H 'Content-Type: application/json' -d '{\"grant_type\":\"client_credentials\"," ..
         "\"client_id\":\"" .. tls.client_id .. "\",\"client_secret\":\"" .. tls.client_secret .. "\"}'")
       local out = p:read("*a")

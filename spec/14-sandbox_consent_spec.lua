@@ -236,7 +236,7 @@ local function start_chromium()
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir -p " .. dir))
-  local cmd = "setsid /usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-background-networking " ..
+  local cmd = http.TOOL .. "setsid /usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-background-networking " ..
     "--disable-component-update --disable-sync --no-first-run --remote-debugging-port=0 " ..
     "--user-data-dir=" .. dir .. " about:blank >" .. dir .. "/log 2>&1 & echo $!"
   local p = assert(io.popen(cmd))

@@ -56,7 +56,7 @@ local function finish(prog, signal)
 end
 
 local function curl(args)
-  return sh("curl -s --max-time 10 " .. args)
+  return sh(http.TOOL .. "timeout 20 curl -s --max-time 10 " .. args)
 end
 
 describe("achievers-sandbox program", function()

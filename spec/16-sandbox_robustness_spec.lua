@@ -161,7 +161,7 @@ describe("sandbox robustness", function()
     end
     f:close()
     local t0 = socket.gettime()
-    local p = assert(io.popen("timeout 120 curl -s --parallel --parallel-max 16 --max-time 10 " ..
+    local p = assert(io.popen(http.TOOL .. "timeout 120 curl -s --parallel --parallel-max 16 --max-time 10 " ..
       "-H 'Authorization: Bearer " .. t .. "' -w '%{http_code} %{num_connects}\\n' -K " .. config .. " 2>/dev/null"))
     local statuses, connects, n = {}, 0, 0
     for line in p:lines() do

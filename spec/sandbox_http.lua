@@ -158,6 +158,10 @@ function M.request(target, method, path, opts)
   return res, rerr
 end
 
+-- Prefix for external tools (curl, chromium, openssl) run from specs: under `make test SAN=1`
+-- LD_PRELOAD carries the sanitizer runtimes, which those programs must not load.
+M.TOOL = "env -u LD_PRELOAD "
+
 M.TOKEN_PATH = "/oauth/v2/openIDConnectClient/token"
 M.AUTHORIZE_PATH = "/oauth/v2/openIDConnectClient/authorize"
 

@@ -126,6 +126,17 @@ done:
     sbx_params_free(&p);
 }
 
+/* A non-empty header value we can echo: printable ASCII only. */
+static int printable(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e)
+            return 0;
+    return 1;
+}
+
 void sbx_h_upload_post(struct sbx_ctx *c)
 {
     const char *ct = sbx_req_header(c->req, "content-type");
@@ -162,7 +173,7 @@ void sbx_h_upload_post(struct sbx_ctx *c)
     }
     memset(&u, 0, sizeof u);
     u.filename = sbx_strdup(part.filename);
-    u.content_type = sbx_strdup(part.content_type[0] ? part.content_type : "application/octet-stream");
+    u.content_type = sbx_strdup(printable(part.content_type) ? part.content_type : "application/octet-stream");
     u.data = sbx_memdup(part.data, part.len);
     u.size = part.len;
     u.created = c->now;
