@@ -278,6 +278,15 @@ describe("retries", function()
     assert.equals(2, #r.phase(events, "retry"))
   end)
 
+  it("concurrent calls that need a token share one token request, through its retries", function()
+    local c = h.client(sb)
+    sb:fail { count = 1, status = 503, path = "/oauth/v2/openIDConnectClient/token" }
+    local list = {}
+    for i = 1, 6 do list[i] = { path = "users", query = { page = i } } end
+    for i, res in ipairs(c:batch(list)) do assert(res.data, "call " .. i .. ": " .. tostring(res.err)) end
+    assert.equals(2, sb:stats().token_requests) -- the 503 and its retry, shared by all six
+  end)
+
   describe("401", function()
     it("a revoked token is replaced once and the call succeeds", function()
       local tokens = {}
