@@ -25,8 +25,8 @@ BUILD     ?= build/$(LUA)$(if $(SAN),-san)
 DEPS      := scripts/deps
 PKG_CONFIG ?= pkg-config
 
-# Values luarocks passes in; the defaults serve a plain `make`.
-LUA_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir $(LUA_PC) 2>/dev/null)/$(if $(filter jit,$(LUA)),luajit-2.1,lua$(LUA))
+# Values luarocks passes in (LUA_INCDIR); the defaults serve a plain `make`.
+LUA_INCDIR ?= $(patsubst -I%,%,$(filter -I%,$(shell $(PKG_CONFIG) --cflags $(LUA_PC) 2>/dev/null)))
 CC        ?= cc
 OPT       ?= -O2 -g
 WERROR    ?= -Werror
@@ -85,7 +85,7 @@ deps-build:
 	@$(DEPS) build $(LUA_DEPS)
 
 deps-test: deps-build
-	@$(DEPS) test
+	@$(DEPS) test nginx luajit
 
 # --- tests ----------------------------------------------------------------------------------
 BUSTED      := $(LUA_BIN) /usr/bin/busted
@@ -99,6 +99,8 @@ endif
 
 test: deps-test
 	@$(MAKE) --no-print-directory all
+	@# the nginx spec loads the module built for LuaJIT, whatever Lua runs the suite
+	@$(MAKE) --no-print-directory LUA=jit SAN= build/jit/achievers.so
 	$(TEST_ENV) $(BUSTED) --lpath='src/lua/?.lua;src/lua/?/init.lua;spec/?.lua' \
 	    --cpath='$(BUILD)/?.so' $(BUSTED_ARGS) spec
 

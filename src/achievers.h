@@ -323,6 +323,7 @@ struct ach_exchange {
 	ach_exchange *next_runnable;
 	ach_exchange *next_waiter;
 	void *transfer; /* the driver's per-exchange state */
+	int lua_inflight; /* sent by a Lua driver (lua_driver.c), its answer not fed yet */
 	void *owner;    /* the Lua request object holding this exchange */
 	int reported;   /* poll has reported it */
 };
@@ -397,6 +398,10 @@ int ach_spawn_resume_idle(lua_State *L, int cl);
 void ach_hook_error_set(lua_State *L, ach_core *c);
 /* client:request with the client at 1 and the request table at 2. */
 int ach_client_request(lua_State *L);
+
+/* lua_driver.c: the engine for drivers written in Lua (OpenResty). */
+void ach_lua_driver_methods(lua_State *L);         /* client:_exchange, client:_set_token */
+void ach_lua_driver_request_methods(lua_State *L); /* ex:_next, ex:_feed */
 
 /* resources.c: the endpoint table, the resource helpers, client:each. */
 void ach_resource_methods(lua_State *L); /* into the client methods table at the top */

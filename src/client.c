@@ -1132,6 +1132,7 @@ void ach_client_open(lua_State *L)
 	ach_request_methods(L);  /* async, poll, batch */
 	ach_resource_methods(L); /* users, send_recognition, ..., each */
 	ach_spawn_methods(L);    /* spawn */
+	ach_lua_driver_methods(L);
 	lua_setfield(L, -2, "methods");
 	lua_pop(L, 1);
 }

@@ -14,13 +14,16 @@
 #endif
 
 #if LUA_VERSION_NUM < 502
-/* Lua 5.1 and LuaJIT: environments stand in for user values (they must be tables). */
-#define lua_rawlen(L, i) lua_objlen((L), (i))
+/* Lua 5.1 and LuaJIT: environments stand in for user values (they must be tables). LuaJIT
+ * 2.1 (the OpenResty branch) already has a few 5.2 functions; its lauxlib.h defines
+ * luaL_newlib, which tells the two apart. */
+#if defined(luaL_newlib)
+#define ACH_LUAJIT 1
+#else
 #define luaL_setfuncs(L, l, nup) ach_compat_setfuncs((L), (l), (nup))
 #define luaL_newlibtable(L, l) lua_createtable((L), 0, sizeof(l) / sizeof((l)[0]) - 1)
 #define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
 #define luaL_setmetatable(L, tname) (luaL_getmetatable((L), (tname)), lua_setmetatable((L), -2))
-#define lua_absindex(L, i) (((i) > 0 || (i) <= LUA_REGISTRYINDEX) ? (i) : lua_gettop(L) + (i) + 1)
 
 static inline void ach_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
@@ -47,6 +50,9 @@ static inline void *luaL_testudata(lua_State *L, int ud, const char *tname)
 	}
 	return NULL;
 }
+#endif
+#define lua_rawlen(L, i) lua_objlen((L), (i))
+#define lua_absindex(L, i) (((i) > 0 || (i) <= LUA_REGISTRYINDEX) ? (i) : lua_gettop(L) + (i) + 1)
 
 static inline int ach_compat_getuservalue(lua_State *L, int idx)
 {
@@ -106,6 +112,13 @@ static inline int ach_compat_resume53(lua_State *co, lua_State *from, int n, int
 #define ach_setuservalue(L, i) lua_setiuservalue((L), (i), 1)
 #define ach_newuserdata(L, sz) lua_newuserdatauv((L), (sz), 1)
 #define ach_resume(L, from, n, nres) lua_resume((L), (from), (n), (nres))
+#endif
+
+/* Whether a running coroutine may yield here (lua_isyieldable: 5.3+ and LuaJIT 2.1). */
+#if LUA_VERSION_NUM >= 503 || defined(ACH_LUAJIT)
+#define ACH_HAS_ISYIELDABLE 1
+#else
+#define ACH_HAS_ISYIELDABLE 0
 #endif
 
 /* Integers: 5.3 and later have a real integer subtype; before that every number is a double. */

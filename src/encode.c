@@ -339,10 +339,32 @@ void ach_url_free(ach_url *u)
 	memset(u, 0, sizeof *u);
 }
 
+/* localhost, ::1, or an IPv4 literal 127.x.y.z: a name that merely starts with "127." is
+ * somebody's host on the network. */
 int ach_host_is_loopback(const char *host)
 {
-	return strcasecmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-	       strcmp(host, "::1") == 0;
+	int parts = 0;
+	const char *p = host;
+	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+		return 1;
+	if (strncmp(host, "127.", 4) != 0)
+		return 0;
+	while (*p != '\0') {
+		int digits = 0, value = 0;
+		while (*p >= '0' && *p <= '9' && digits < 4) {
+			value = value * 10 + (*p - '0');
+			p++;
+			digits++;
+		}
+		if (digits == 0 || digits > 3 || value > 255)
+			return 0;
+		parts++;
+		if (*p == '.')
+			p++;
+		else if (*p != '\0')
+			return 0;
+	}
+	return parts == 4 && p[-1] != '.';
 }
 
 static const char *const secret_params[] = {

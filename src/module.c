@@ -15,6 +15,17 @@ static int pretty(lua_State *L)
 	return 1;
 }
 
+/* achievers._error(kind, message): an error object, for drivers written in Lua. */
+static int new_error(lua_State *L)
+{
+	lua_settop(L, 2);
+	ach_push_error(L, ACH_KIND_NONE, luaL_optstring(L, 2, NULL));
+	lua_pushvalue(L, 1);
+	luaL_checkstring(L, -1);
+	lua_setfield(L, -2, "kind");
+	return 1;
+}
+
 ACH_EXPORT int luaopen_achievers(lua_State *L)
 {
 	static const luaL_Reg functions[] = {
@@ -22,6 +33,7 @@ ACH_EXPORT int luaopen_achievers(lua_State *L)
 		{"token", ach_token_new},
 		{"pretty", pretty},
 		{"json_decode", ach_json_decode_lua},
+		{"_error", new_error},
 		{NULL, NULL},
 	};
 	ach_json_init(L);

@@ -370,6 +370,7 @@ void ach_request_open(lua_State *L)
 	luaL_newmetatable(L, ACH_REQUEST_MT);
 	luaL_setfuncs(L, meta, 0);
 	luaL_newlib(L, methods);
+	ach_lua_driver_request_methods(L);
 	lua_setfield(L, -2, "__index");
 	lua_pop(L, 1);
 }

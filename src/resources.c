@@ -435,6 +435,10 @@ static void push_endpoints(lua_State *L)
 		lua_setfield(L, -2, "scope");
 		lua_pushstring(L, e->rate_class == ACH_CLASS_HEAVY ? "heavy" : "default");
 		lua_setfield(L, -2, "rate_class");
+		lua_pushstring(L, e->args == ARG_QUERY ? "query" : e->args == ARG_ID_QUERY ? "id"
+							  : e->args == ARG_FORM    ? "form"
+										   : "upload");
+		lua_setfield(L, -2, "args");
 		lua_rawseti(L, -2, (int)i + 1);
 	}
 }

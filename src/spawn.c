@@ -48,7 +48,7 @@ int ach_spawn_active(lua_State *L, int cl)
 	int yes;
 	if (ach_client_core(L, cl)->no_yield > 0)
 		return 0;
-#if LUA_VERSION_NUM >= 503
+#if ACH_HAS_ISYIELDABLE
 	if (!lua_isyieldable(L))
 		return 0;
 #endif

@@ -1,0 +1,125 @@
+-- achievers.resty in Debian's nginx with its Lua module: 2 workers, loopback only, the
+-- example configuration of examples/openresty, a sandbox answering after 300 ms.
+local h = require("helpers")
+local socket = require("socket")
+
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  return ok == true or ok == 0
+end
+
+local function slurp(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function ping(port)
+  local t0 = socket.gettime()
+  local c = socket.tcp()
+  c:settimeout(2)
+  if not c:connect("127.0.0.1", port) then c:close() return nil end
+  c:send("GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+  local line = c:receive("*l")
+  c:close()
+  if not line or not line:match(" 200 ") then return nil end
+  return socket.gettime() - t0
+end
+
+describe("achievers.resty under nginx", function()
+  local sb, prefix, port, nginx_pid
+  local root = io.popen("pwd"):read("*l")
+  local jit_module = root .. "/build/jit/achievers.so"
+
+  setup(function()
+    assert(io.open(jit_module), "build/jit/achievers.so is missing: make test builds it")
+    sb = h.start_sandbox { latency_ms = 300 }
+    port = h.free_port()
+    prefix = os.tmpname()
+    os.remove(prefix)
+    assert(sh(("mkdir -p %s/logs %s/examples && chmod 755 %s"):format(prefix, prefix, prefix)))
+    assert(sh(("ln -s %s/src %s/src && ln -s %s/build %s/build && ln -s %s/examples/openresty %s/examples/openresty")
+      :format(root, prefix, root, prefix, root, prefix)))
+    local conf = assert(slurp("examples/openresty/nginx.conf"))
+    local replaced
+    conf, replaced = conf:gsub("listen 127%.0%.0%.1:8088;", "listen 127.0.0.1:" .. port .. ";")
+    assert.equals(1, replaced)
+    local f = assert(io.open(prefix .. "/nginx.conf", "w"))
+    f:write(conf)
+    f:close()
+    assert(sh(("env -u LD_PRELOAD ACHIEVERS_BASE_URL=%s ACHIEVERS_CLIENT_ID=%s ACHIEVERS_CLIENT_SECRET=%s " ..
+      "nginx -p %s -c %s/nginx.conf >%s/logs/stdout 2>&1 & echo $! > %s/master.pid")
+      :format(sb.url, sb.client_id, sb.client_secret, prefix, prefix, prefix, prefix)))
+    nginx_pid = slurp(prefix .. "/master.pid"):match("%d+")
+    local up = false
+    for _ = 1, 100 do
+      if ping(port) then up = true break end
+      socket.sleep(0.05)
+    end
+    assert(up, "nginx did not start: " .. tostring(slurp(prefix .. "/logs/error.log")))
+  end)
+
+  teardown(function()
+    if nginx_pid then sh("kill -QUIT " .. nginx_pid .. " 2>/dev/null; sleep 0.3; kill -9 " .. nginx_pid .. " 2>/dev/null") end
+    if prefix then sh("rm -rf " .. prefix) end
+    if sb then sb:stop() end
+  end)
+
+  it("answers 50 concurrent calls to a slow API, never blocks a worker, and fetches one token", function()
+    local out = prefix .. "/curl.out"
+    local t0 = socket.gettime()
+    -- one curl process with 50 transfers in parallel (50 processes would load the 2 cores)
+    local args = {}
+    for i = 1, 50 do args[i] = ("-o /dev/null http://127.0.0.1:%d/users/10726811?i=%d"):format(port, i) end
+    assert(sh(("curl -s --parallel --parallel-immediate --parallel-max 50 --max-time 20 " ..
+      "-w '%%{http_code} %%{time_total}\\n' %s > %s 2>&1 &"):format(table.concat(args, " "), out)))
+    local pings, worst, failed = 0, 0, 0
+    local lines = {}
+    local deadline = t0 + 30
+    while socket.gettime() < deadline do
+      local dt = ping(port)
+      if dt then
+        pings = pings + 1
+        worst = math.max(worst, dt)
+      else
+        failed = failed + 1
+      end
+      lines = {}
+      for l in (slurp(out) or ""):gmatch("[^\n]+") do
+        if l:match("^%d%d%d ") then lines[#lines + 1] = l end
+      end
+      if #lines >= 50 then break end
+      socket.sleep(0.01)
+    end
+    local elapsed = socket.gettime() - t0
+    local ok200, slowest = 0, 0
+    for _, l in ipairs(lines) do
+      local code, t = l:match("^(%d+) ([%d%.]+)")
+      if code == "200" then ok200 = ok200 + 1 end
+      slowest = math.max(slowest, tonumber(t) or 0)
+    end
+    print(("\n  nginx: 50 calls in %.2f s (slowest %.3f s), %d/50 answered 200; /ping %d times meanwhile, " ..
+      "worst %.1f ms, %d failed; sandbox token requests: %d")
+      :format(elapsed, slowest, ok200, pings, worst * 1000, failed, sb:stats().token_requests))
+    assert.equals(50, #lines)
+    assert.equals(50, ok200)
+    assert.is_true(pings >= 10, "too few pings to tell")
+    assert.equals(0, failed)
+    assert.is_true(worst < 0.05, ("/ping took %.1f ms"):format(worst * 1000))
+    assert.equals(1, sb:stats().token_requests)
+    assert.equals(50, h.route_count(sb, "GET /users/{id}"))
+  end)
+
+  it("passes errors through as the contract's error objects", function()
+    local c = socket.tcp()
+    c:settimeout(5)
+    assert(c:connect("127.0.0.1", port))
+    c:send("GET /users/1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    local all = c:receive("*a")
+    c:close()
+    assert.matches("^HTTP/1%.1 404", all)
+    assert.matches('"error":"not_found"', all, 1, true)
+  end)
+end)

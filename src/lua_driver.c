@@ -1,0 +1,219 @@
+/*
+ * lua_driver.c: the exchange engine seen from Lua, for drivers whose I/O lives in Lua
+ * (OpenResty's cosockets, a game engine's own HTTP stack, tests). Under LuaJIT a C function
+ * cannot call Lua code that yields, so such a driver loops in Lua:
+ *
+ *   local ex = client:_exchange{path = "users"}       -- or client:_exchange("token")
+ *   while true do
+ *     local action, a = ex:_next()
+ *     if action == "send" then ex:_feed(my_send(a))   -- a = {method, url, headers, body, timeout}
+ *     elseif action == "wait" then my_sleep(a)        -- a = seconds
+ *     else break end                                   -- "done"
+ *   end
+ *   return ex:result()
+ *
+ * _feed takes {status =, headers = {name = value} or a raw header block, body =} for an
+ * answer, or {error = "network" | "timeout" | "tls", message =, reached = false} when there
+ * was none. The policy (tokens, retries, pacing, errors) is the same C code the libcurl
+ * driver runs.
+ */
+#include <string.h>
+
+#include "achievers.h"
+
+/* The exchange a Lua driver must move next: the call itself, or the slot's shared token
+ * request it waits on. */
+static ach_exchange *current(ach_exchange *ex)
+{
+	if (!ach_exchange_done(ex) && ex->slot != NULL && ex->slot->fetching != NULL &&
+	    (ex->needs_auth || ex->type == ACH_EX_ENSURE))
+		return ex->slot->fetching;
+	return ex;
+}
+
+static ach_exchange *check_exchange(lua_State *L, int idx)
+{
+	ach_exchange *ex = luaL_checkudata(L, idx, ACH_REQUEST_MT);
+	if (ex->core == NULL)
+		luaL_argerror(L, idx, "request has been released");
+	return ex;
+}
+
+/* client:_exchange(spec) or client:_exchange("token"[, force]): an exchange for a Lua driver. */
+static int client_exchange(lua_State *L)
+{
+	ach_exchange *ex;
+	if (lua_type(L, 2) == LUA_TSTRING) {
+		luaL_argcheck(L, strcmp(lua_tostring(L, 2), "token") == 0, 2, "expected a request table or \"token\"");
+		ex = ach_request_push(L, 1, ACH_EX_ENSURE);
+		ex->force_refresh = lua_toboolean(L, 3);
+		return 1;
+	}
+	luaL_checktype(L, 2, LUA_TTABLE);
+	ex = ach_request_push(L, 1, ACH_EX_API);
+	ach_client_prepare(L, 1, 2, ex);
+	return 1;
+}
+
+/* ex:_next() -> "send", request | "wait", seconds | "done" */
+static int exchange_next(lua_State *L)
+{
+	ach_exchange *ex = check_exchange(L, 1);
+	int guard;
+	ex->core->L = L;
+	for (guard = 0; guard < 16; guard++) {
+		ach_exchange *cur = current(ex);
+		double now = ach_now();
+		ach_http_request req;
+		int i;
+		switch (ach_exchange_step(cur, now)) {
+		case ACH_STEP_DONE:
+			if (cur != ex)
+				continue; /* cannot happen: a slot's token request ends in _feed */
+			ach_raise_hook_error(L, ex->core);
+			lua_pushliteral(L, "done");
+			return 1;
+		case ACH_STEP_WAIT:
+			lua_pushliteral(L, "wait");
+			lua_pushnumber(L, ach_exchange_wake(cur) - now);
+			return 2;
+		case ACH_STEP_BLOCKED:
+			if (cur->lua_inflight)
+				return luaL_error(L, "_next: feed the answer of the request in flight first");
+			continue; /* now waiting on the token request: step that one */
+		case ACH_STEP_SEND:
+			ach_exchange_request(cur, &req);
+			ach_hook_trace(ex->core, cur, "request", NULL);
+			lua_pushliteral(L, "send");
+			lua_createtable(L, 0, 6);
+			lua_pushstring(L, req.method);
+			lua_setfield(L, -2, "method");
+			lua_pushstring(L, req.url);
+			lua_setfield(L, -2, "url");
+			lua_newtable(L);
+			for (i = 0; req.headers != NULL && req.headers[i] != NULL; i++) {
+				const char *h = req.headers[i], *colon = strchr(h, ':');
+				if (colon == NULL)
+					continue;
+				lua_pushlstring(L, h, (size_t)(colon - h));
+				lua_pushstring(L, colon[1] == ' ' ? colon + 2 : colon + 1);
+				lua_rawset(L, -3);
+			}
+			lua_setfield(L, -2, "headers");
+			if (req.body != NULL) {
+				lua_pushlstring(L, req.body, req.body_len);
+				lua_setfield(L, -2, "body");
+			}
+			lua_pushnumber(L, req.timeout);
+			lua_setfield(L, -2, "timeout");
+			lua_pushboolean(L, cur->type == ACH_EX_TOKEN);
+			lua_setfield(L, -2, "token_request");
+			cur->lua_inflight = 1;
+			return 2;
+		}
+	}
+	return luaL_error(L, "_next: the exchange made no progress");
+}
+
+/* ex:_feed(answer): hands the answer of the request _next asked for to the engine. */
+static int exchange_feed(lua_State *L)
+{
+	ach_exchange *ex = check_exchange(L, 1), *cur = ex;
+	ach_http_response r;
+	ach_buf headers = {0};
+	int k;
+	luaL_checktype(L, 2, LUA_TTABLE);
+	if (ex->slot != NULL && ex->slot->fetching != NULL && ex->slot->fetching->lua_inflight)
+		cur = ex->slot->fetching;
+	if (!cur->lua_inflight)
+		return luaL_error(L, "_feed: nothing was sent (call _next first)");
+	memset(&r, 0, sizeof r);
+	r.reached = 1;
+	lua_getfield(L, 2, "error");
+	if (!lua_isnil(L, -1)) {
+		const char *kind = luaL_checkstring(L, -1);
+		r.failure = strcmp(kind, "timeout") == 0 ? ACH_KIND_TIMEOUT
+			    : strcmp(kind, "tls") == 0   ? ACH_KIND_TLS
+							 : ACH_KIND_NETWORK;
+		lua_getfield(L, 2, "message");
+		r.message = lua_isstring(L, -1) ? lua_tostring(L, -1) : kind;
+		lua_getfield(L, 2, "reached");
+		if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+			r.reached = 0;
+	} else {
+		lua_getfield(L, 2, "status");
+		r.status = (long)luaL_checkinteger(L, -1);
+		lua_getfield(L, 2, "body");
+		if (!lua_isnil(L, -1))
+			r.body = luaL_checklstring(L, -1, &r.body_len);
+		lua_getfield(L, 2, "headers");
+		if (lua_type(L, -1) == LUA_TSTRING) {
+			r.headers = lua_tolstring(L, -1, &r.headers_len);
+		} else if (lua_istable(L, -1)) {
+			/* {name = value or {values}} -> a raw block the engine reads like libcurl's */
+			int t = lua_gettop(L);
+			lua_pushnil(L);
+			while (lua_next(L, t) != 0) {
+				if (lua_type(L, -2) == LUA_TSTRING) {
+					if (lua_istable(L, -1)) {
+						for (k = 1; k <= (int)lua_rawlen(L, -1); k++) {
+							lua_rawgeti(L, -1, k);
+							ach_buf_printf(&headers, "%s: %s\r\n", lua_tostring(L, -3),
+								       lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+							lua_pop(L, 1);
+						}
+					} else if (lua_isstring(L, -1)) {
+						ach_buf_printf(&headers, "%s: %s\r\n", lua_tostring(L, -2),
+							       lua_tostring(L, -1));
+					}
+				}
+				lua_pop(L, 1);
+			}
+			r.headers = headers.data;
+			r.headers_len = headers.len;
+		}
+		if (r.body_len > ex->core->opt.max_response) {
+			r.failure = ACH_KIND_DECODE;
+			r.message = "the answer is larger than max_response_size";
+			r.status = 0;
+		}
+	}
+	cur->lua_inflight = 0;
+	ex->core->L = L;
+	ach_exchange_response(cur, &r, ach_now());
+	ach_buf_free(&headers);
+	ach_raise_hook_error(L, ex->core);
+	return 0;
+}
+
+/* client:_set_token(tok or table): the token this client acts with (a shared cache's). */
+static int client_set_token(lua_State *L)
+{
+	ach_slot *s = ach_client_slot(L, 1);
+	ach_token_data *t = ach_test_token(L, 2);
+	if (t == NULL) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		t = ach_token_from_table(L, 2);
+		ach_slot_set_token(s, t);
+		ach_token_unref(t);
+	} else {
+		ach_slot_set_token(s, t);
+	}
+	return 0;
+}
+
+void ach_lua_driver_methods(lua_State *L)
+{
+	lua_pushcfunction(L, client_exchange);
+	lua_setfield(L, -2, "_exchange");
+	lua_pushcfunction(L, client_set_token);
+	lua_setfield(L, -2, "_set_token");
+}
+
+void ach_lua_driver_request_methods(lua_State *L)
+{
+	lua_pushcfunction(L, exchange_next);
+	lua_setfield(L, -2, "_next");
+	lua_pushcfunction(L, exchange_feed);
+	lua_setfield(L, -2, "_feed");
+}
