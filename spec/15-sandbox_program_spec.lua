@@ -19,6 +19,8 @@ local function read_file(path)
   return s
 end
 
+local running = {}   -- programs launched and not yet finished, ended by after_each
+
 -- Starts the program in the background; returns {pid, dir, out()} once it printed its URL.
 local function launch(args)
   local dir = os.tmpname()
@@ -31,17 +33,19 @@ local function launch(args)
   function prog.rc() return tonumber(read_file(dir .. "/rc") or "") end
   for _ = 1, 100 do
     prog.pid = prog.pid or tonumber(read_file(dir .. "/pid") or "")
-    if prog.out():find("client_secret: %x+\n") or prog.rc() then break end
+    if prog.out():find("client_secret: %S+\n") or prog.rc() then break end
     http.sleep(0.05)
   end
   prog.url = prog.out():match("url: (%S+)")
   prog.client_id = prog.out():match("client_id: (%S+)")
   prog.client_secret = prog.out():match("client_secret: (%S+)")
+  running[prog] = true
   return prog
 end
 
 -- Sends `signal` to the program (by its pid) and waits for its exit status.
 local function finish(prog, signal)
+  running[prog] = nil
   if prog.pid and not prog.rc() then os.execute("kill -" .. (signal or "INT") .. " " .. prog.pid) end
   local rc
   for _ = 1, 100 do
@@ -60,6 +64,10 @@ local function curl(args)
 end
 
 describe("achievers-sandbox program", function()
+  after_each(function()
+    for prog in pairs(running) do finish(prog, "KILL") end
+  end)
+
   it("prints its URL and credentials, serves the Authentication page's curl commands, exits 0 on SIGINT", function()
     local prog = launch("--port " .. http.free_port())
     assert.is_string(prog.url)
