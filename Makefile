@@ -80,6 +80,14 @@ $(SANDBOX_MOD): $(SANDBOX_OBJ) $(BUILD)/obj/sandbox/lua_sandbox.o
 $(SANDBOX_BIN): $(SANDBOX_OBJ) $(BUILD)/obj/sandbox/main.o
 	$(CC) $(SANFLAGS) -o $@ $^ $(MHD_LIBS) $(JANSSON_LIBS) -lpthread $(LDFLAGS)
 
+# A C host that embeds Lua and drives the module from its frame loop (examples/embed).
+EMBED_HOST  := $(BUILD)/embed-host
+$(EMBED_HOST): examples/embed/host.c Makefile
+	$(CC) $(OPT) $(WARN) -std=c99 -D_GNU_SOURCE -I$(LUA_INCDIR) $< -o $@ \
+	    $(shell $(PKG_CONFIG) --libs $(LUA_PC)) -lm -ldl
+
+embed: all $(EMBED_HOST)
+
 # --- dependencies ---------------------------------------------------------------------------
 deps-build:
 	@$(DEPS) build $(LUA_DEPS)
@@ -89,7 +97,8 @@ deps-test: deps-build
 
 # --- tests ----------------------------------------------------------------------------------
 BUSTED      := $(LUA_BIN) /usr/bin/busted
-TEST_ENV     = ACHIEVERS_BUILD=$(BUILD) ACHIEVERS_LUA=$(LUA_BIN) ACHIEVERS_SANDBOX_BIN=$(SANDBOX_BIN)
+TEST_ENV     = ACHIEVERS_BUILD=$(BUILD) ACHIEVERS_LUA=$(LUA_BIN) ACHIEVERS_SANDBOX_BIN=$(SANDBOX_BIN) \
+               ACHIEVERS_EMBED_HOST=$(EMBED_HOST)
 ifneq ($(SAN),)
 ASAN_LIB    := $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_LIB   := $(shell $(CC) -print-file-name=libubsan.so)
@@ -98,7 +107,7 @@ TEST_ENV    += LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" ASAN_OPTIONS=detect_leaks=0
 endif
 
 test: deps-test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(EMBED_HOST)
 	@# the nginx spec loads the module built for LuaJIT, whatever Lua runs the suite
 	@$(MAKE) --no-print-directory LUA=jit SAN= build/jit/achievers.so
 	$(TEST_ENV) $(BUSTED) --lpath='src/lua/?.lua;src/lua/?/init.lua;spec/?.lua' \
@@ -147,4 +156,4 @@ lint:
 clean:
 	rm -rf build
 
-.PHONY: FORCE all deps-build deps-test test demo install bench fuzz docs lint clean
+.PHONY: FORCE all embed deps-build deps-test test demo install bench fuzz docs lint clean
