@@ -136,7 +136,7 @@ describe("redaction over a full flow", function()
     end
 
     -- every token that ever existed, and the headers that carried them
-    for _, t in ipairs({ systok, usertok, refreshed, table.unpack(tokens) }) do
+    for _, t in ipairs({ systok, usertok, refreshed, (table.unpack or unpack)(tokens) }) do
       local saved = t:to_table()
       secrets[#secrets + 1] = saved.access_token
       if saved.refresh_token then secrets[#secrets + 1] = saved.refresh_token end
