@@ -33,7 +33,7 @@ describe("sandbox API reads", function()
       assert.equal(25, #res.json.items)
       assert.equal(sb.url .. "/api/v5/users", p.self)
       assert.equal(sb.url .. "/api/v5/users?page=1", p.first)
-      assert.equal(sb.url .. "/api/v5/users?page=" .. math.tointeger(p.totalPages), p.last)
+      assert.equal(sb.url .. "/api/v5/users?page=" .. http.int(p.totalPages), p.last)
       assert.equal(sb.url .. "/api/v5/users?page=2", p.next)
       assert.is_nil(p.previous)
       local u = res.json.items[1]
@@ -42,7 +42,7 @@ describe("sandbox API reads", function()
         assert.is_not_nil(u[f], f)
       end
       assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d[-+]%d%d:%d%d$", u.dateCreated)
-      assert.equal(sb.url .. "/api/v5/users/" .. math.tointeger(u.id), u.links.self.href)
+      assert.equal(sb.url .. "/api/v5/users/" .. http.int(u.id), u.links.self.href)
       assert.equal("GET", u.links.self.method)
       assert.equal("self", u.links.self.rel)
     end)
@@ -62,7 +62,7 @@ describe("sandbox API reads", function()
       end
       local n = 0
       for _ in pairs(seen) do n = n + 1 end
-      local res = get("/users?pageSize=100&page=" .. math.tointeger(pages + 1))
+      local res = get("/users?pageSize=100&page=" .. http.int(pages + 1))
       assert.equal(200, res.status)
       assert.equal(0, #res.json.items)
       assert.equal(n, res.json.paging.totalItems)
@@ -139,7 +139,7 @@ describe("sandbox API reads", function()
                          "dateCreated", "newsfeedEventURL", "links"} do
         assert.is_not_nil(r[f], f)
       end
-      assert.equal(sb.url .. "/api/v5/recognitions/" .. math.tointeger(r.id), r.links.self.href)
+      assert.equal(sb.url .. "/api/v5/recognitions/" .. http.int(r.id), r.links.self.href)
     end)
 
     it("filters by username, or by id with useUserIds=true", function()
@@ -168,7 +168,7 @@ describe("sandbox API reads", function()
 
     it("returns one recognition, or 404", function()
       local first = get("/recognitions?pageSize=1").json.items[1]
-      local res = get("/recognitions/" .. math.tointeger(first.id))
+      local res = get("/recognitions/" .. http.int(first.id))
       assert.equal(200, res.status)
       assert.same(first, res.json)
       assert.equal(404, get("/recognitions/1").status)
@@ -235,8 +235,8 @@ describe("sandbox API reads", function()
         types[e.eventType] = true
         if i > 1 then assert.is_true(res.json.items[i - 1].dateCreated >= e.dateCreated) end
         assert.is_not_nil(e.creator.name)
-        assert.equal(sb.url .. "/event/" .. math.tointeger(e.id), e.newsfeedEventURL)
-        assert.equal(sb.url .. "/api/v5/newsfeed-events/" .. math.tointeger(e.id) .. "/likes", e.links.likes.href)
+        assert.equal(sb.url .. "/event/" .. http.int(e.id), e.newsfeedEventURL)
+        assert.equal(sb.url .. "/api/v5/newsfeed-events/" .. http.int(e.id) .. "/likes", e.links.likes.href)
       end
       assert.is_true(types.recognition)
       assert.is_true(types.achievement)
@@ -255,7 +255,7 @@ describe("sandbox API reads", function()
       local items = get("/newsfeed-events?pageSize=50").json.items
       local found = {}
       for _, e in ipairs(items) do
-        local id = math.tointeger(e.id)
+        local id = http.int(e.id)
         assert.same(e, get("/newsfeed-events/" .. id).json)
         for _, kind in ipairs{"likes", "comments", "boosts"} do
           local res = get("/newsfeed-events/" .. id .. "/" .. kind)

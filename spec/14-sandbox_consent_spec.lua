@@ -154,21 +154,47 @@ local function ws_connect(url)
   return sock
 end
 
+-- WebSocket framing in plain arithmetic, so the spec runs on every Lua the suite supports.
+local function be_bytes(n, width)
+  local out = {}
+  for i = width, 1, -1 do
+    out[i] = string.char(n % 256)
+    n = math.floor(n / 256)
+  end
+  return table.concat(out)
+end
+
+local function be_number(s)
+  local n = 0
+  for i = 1, #s do n = n * 256 + s:byte(i) end
+  return n
+end
+
+local function xor8(a, b)
+  local r, bit = 0, 1
+  for _ = 1, 8 do
+    local x, y = a % 2, b % 2
+    if x ~= y then r = r + bit end
+    a, b, bit = (a - x) / 2, (b - y) / 2, bit * 2
+  end
+  return r
+end
+
 local function ws_send(sock, text)
   local len, header = #text
   if len < 126 then
-    header = string.pack(">BB", 0x81, 0x80 | len)
+    header = string.char(0x81, 0x80 + len)
   elseif len < 65536 then
-    header = string.pack(">BBI2", 0x81, 0x80 | 126, len)
+    header = string.char(0x81, 0x80 + 126) .. be_bytes(len, 2)
   else
-    header = string.pack(">BBI8", 0x81, 0x80 | 127, len)
+    header = string.char(0x81, 0x80 + 127) .. be_bytes(len, 8)
   end
   local mask = {math.random(0, 255), math.random(0, 255), math.random(0, 255), math.random(0, 255)}
   local out = {}
   for i = 1, len do
-    out[i] = string.char(text:byte(i) ~ mask[(i - 1) % 4 + 1])
+    out[i] = string.char(xor8(text:byte(i), mask[(i - 1) % 4 + 1]))
   end
-  assert(sock:send(header .. string.char(table.unpack(mask)) .. table.concat(out)))
+  assert(sock:send(header .. string.char(mask[1], mask[2], mask[3], mask[4]) .. table.concat(out)))
 end
 
 local function ws_receive(sock)
@@ -176,18 +202,18 @@ local function ws_receive(sock)
   while true do
     local h = assert(sock:receive(2))
     local b1, b2 = h:byte(1, 2)
-    local len = b2 & 0x7f
+    local len = b2 % 128
     if len == 126 then
-      len = string.unpack(">I2", assert(sock:receive(2)))
+      len = be_number(assert(sock:receive(2)))
     elseif len == 127 then
-      len = string.unpack(">I8", assert(sock:receive(8)))
+      len = be_number(assert(sock:receive(8)))
     end
     local payload = len > 0 and assert(sock:receive(len)) or ""
-    local opcode = b1 & 0x0f
+    local opcode = b1 % 16
     if opcode == 8 then error("websocket closed by the browser") end
     if opcode == 0 or opcode == 1 or opcode == 2 then
       message[#message + 1] = payload
-      if b1 & 0x80 ~= 0 then return table.concat(message) end
+      if b1 >= 128 then return table.concat(message) end
     end
   end
 end

@@ -121,11 +121,11 @@ describe("achievers repl (through tmux)", function()
   end)
 
   it("catches raised errors, including error objects, and carries on", function()
-    type_line('assert(client:get("users/2"))')
+    type_line('error(select(2, client:get("users/2")))') -- an error object raised
     local answer = after_prompt(3, "error:")
     assert.matches("error: achievers: not_found %(404 not_found%)", answer)
     type_line("client:no_such_method()")
-    assert.matches("error: stdin:1: attempt to call a nil value %(method 'no_such_method'%)",
+    assert.matches("error: stdin:1: attempt to call .*'no_such_method'", -- worded per Lua version
       after_prompt(4, "error:"))
     type_line("t = {") -- a chunk over two lines
     type_line("access_token = 'zzz-secret', n = 40 + 2 }")

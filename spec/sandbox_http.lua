@@ -160,6 +160,11 @@ end
 
 -- Prefix for external tools (curl, chromium, openssl) run from specs: under `make test SAN=1`
 -- LD_PRELOAD carries the sanitizer runtimes, which those programs must not load.
+-- An integral number as digits, on every Lua (math.tointeger is 5.3+).
+function M.int(n)
+  return string.format("%d", n)
+end
+
 M.TOOL = "env -u LD_PRELOAD "
 
 M.TOKEN_PATH = "/oauth/v2/openIDConnectClient/token"

@@ -19,6 +19,10 @@
 #include <lua.h>
 #include <lualib.h>
 
+#ifndef LUA_OK /* Lua 5.1 */
+#define LUA_OK 0
+#endif
+
 static double now(void)
 {
 	struct timespec ts;

@@ -281,7 +281,8 @@ static int l_fail(lua_State *L)
     f.count = (int)field_integer(L, 2, "count", 1);
     f.status = (int)field_integer(L, 2, "status", 503);
     f.retry_after = (int)field_integer(L, 2, "retry_after", -1);
-    f.drop = lua_getfield(L, 2, "drop"), lua_toboolean(L, -1);
+    lua_getfield(L, 2, "drop");
+    f.drop = lua_toboolean(L, -1);
     lua_pop(L, 1);
     f.path = field_string(L, 2, "path", NULL);
     if (f.count < 0)

@@ -24,7 +24,8 @@ end
 -- A chunk is incomplete when the parser stopped at the end of the input ("... near <eof>";
 -- "'<eof>' expected near 'x'" is a real error).
 local function incomplete(err)
-  return type(err) == "string" and err:sub(-5) == "<eof>"
+  -- Lua 5.2+ say near <eof>; 5.1 and LuaJIT quote it: near '<eof>'
+  return type(err) == "string" and (err:sub(-5) == "<eof>" or err:sub(-7) == "'<eof>'")
 end
 
 local function show(v)
