@@ -50,6 +50,7 @@ char *ach_strndup(const char *s, size_t n);
 void ach_free_secret(char *s); /* overwrites, then frees */
 int ach_memeq_const(const void *a, size_t alen, const void *b, size_t blen);
 double ach_now(void); /* monotonic seconds */
+int64_t ach_clamp_i64(double d); /* saturating, NaN -> 0 */
 double ach_wall(void); /* UNIX time, seconds */
 int ach_random_bytes(void *out, size_t n); /* 0, or -1 when the OS CSPRNG failed */
 
@@ -302,6 +303,8 @@ struct ach_exchange {
 	/* progress */
 	int attempt;
 	int auth_retried;
+	ach_token_data *used_token; /* the token this attempt was sent with */
+	int fresh_token;            /* a token request just ended for this exchange: use its token */
 	double wake_at;
 	double started;
 	const char **headers; /* the header lines handed to the driver */

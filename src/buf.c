@@ -138,6 +138,17 @@ int ach_memeq_const(const void *a, size_t alen, const void *b, size_t blen)
 	return diff == 0;
 }
 
+int64_t ach_clamp_i64(double d)
+{
+	if (d != d)
+		return 0;
+	if (d >= 9223372036854775807.0)
+		return INT64_MAX;
+	if (d <= -9223372036854775808.0)
+		return INT64_MIN;
+	return (int64_t)d;
+}
+
 double ach_now(void)
 {
 	struct timespec ts;

@@ -1047,6 +1047,8 @@ static int client_handle_callback(lua_State *L)
 	lua_getfield(L, 2, "code");
 	if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
 		return ach_fail(L, ACH_KIND_INVALID, "the callback has no code");
+	if (strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
+		return ach_fail(L, ACH_KIND_INVALID, "the callback's code is not valid"); /* browser data */
 	lua_replace(L, 2);
 	lua_settop(L, 2);
 	return client_exchange_code(L);

@@ -232,6 +232,7 @@ void ach_exchange_release(ach_exchange *ex)
 	ach_buf_free(&ex->scratch);
 	free(ex->error_method);
 	ach_token_unref(ex->token);
+	ach_token_unref(ex->used_token);
 	ach_slot_unref(ex->slot);
 	ach_core_unref(ex->core);
 	memset(ex, 0, sizeof *ex);
@@ -426,8 +427,8 @@ static int token_usable(ach_slot *s, double now, int *refresh)
 		return 1;
 	if (s->user && t->refresh_token == NULL)
 		return rem > 0; /* nothing to refresh with: use it to the end */
-	if (now < s->refresh_after && rem > 0)
-		return 1; /* the server handed back the same token a moment ago */
+	if (now < s->refresh_after)
+		return 1; /* a token request ended a moment ago: use what it gave */
 	*refresh = 1;
 	return 0;
 }
@@ -437,6 +438,8 @@ static int build_api_request(ach_exchange *ex)
 	ach_buf_reset(&ex->auth_header);
 	if (!ex->needs_auth)
 		return 0;
+	ach_token_unref(ex->used_token);
+	ex->used_token = ach_token_ref(ex->slot->tok);
 	return ach_buf_adds(&ex->auth_header, "Authorization: Bearer ") ||
 			       ach_buf_adds(&ex->auth_header, ex->slot->tok->access_token)
 		       ? -1
@@ -474,6 +477,10 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 		}
 		if (ex->needs_auth || ex->type == ACH_EX_ENSURE) {
 			int have = token_usable(s, now, &refresh);
+			if (ex->fresh_token && s->tok != NULL) {
+				have = 1; /* the token request it waited for just ended */
+				ex->fresh_token = 0;
+			}
 			if (ex->force_refresh && s->fetching == NULL && !ex->forced) {
 				have = 0;
 				refresh = 1;
@@ -623,7 +630,7 @@ double ach_parse_retry_after(const char *v, size_t n, int64_t date)
 	if (when == 0)
 		return -1;
 	when -= date > 0 ? date : (int64_t)ach_wall();
-	return when > 0 ? (double)when : 0;
+	return when > 0 ? (when > 1000000000 ? 1e9 : (double)when) : 0;
 }
 
 static int method_idempotent(const char *m)
@@ -660,13 +667,14 @@ static void token_fetch_done(ach_exchange *t, double now)
 	if (t->token != NULL) {
 		int same = s->tok != NULL && strcmp(s->tok->access_token, t->token->access_token) == 0;
 		ach_slot_set_token(s, t->token);
-		if (same) {
-			/* The server handed back the token we held: do not ask again for a while. */
+		{
+			/* Whatever the server handed back (the token we held, or one that is itself
+			 * short-lived or already expired), do not ask again for a while: no loop. */
 			double rem = ach_token_remaining(s->tok);
 			s->refresh_after = now + fmin(300.0, fmax(rem / 2, 1.0));
-		} else {
-			ach_hook_token(t->core, t, s);
 		}
+		if (!same)
+			ach_hook_token(t->core, t, s);
 	}
 	s->waiters = NULL;
 	s->fetching = NULL;
@@ -675,6 +683,7 @@ static void token_fetch_done(ach_exchange *t, double now)
 		w->next_waiter = NULL;
 		if (t->token != NULL) {
 			w->state = ST_START;
+			w->fresh_token = 1; /* it waited for this token: it uses it, whatever its age */
 			ach_exchange_schedule(w);
 		} else {
 			/* the waiter fails with the token request's failure */
@@ -762,14 +771,18 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 
 	/* 401 on an API call: drop the token, get a new one once, repeat the call once. */
 	if (r->status == 401 && ex->type == ACH_EX_API && ex->needs_auth && !ex->auth_retried &&
-	    ex->slot != NULL && ex->slot->tok != NULL &&
-	    (!ex->slot->user || ex->slot->tok->refresh_token != NULL)) {
+	    ex->slot != NULL &&
+	    (!ex->slot->user || (ex->used_token != NULL && ex->used_token->refresh_token != NULL))) {
+		ach_slot *s = ex->slot;
 		ex->auth_retried = 1;
-		if (ex->slot->user) {
-			ex->slot->refresh_after = 0;
-			ex->slot->tok->expires_at = 0; /* forces the refresh grant */
-		} else {
-			ach_slot_set_token(ex->slot, NULL);
+		/* the token it was sent with is bad; when several calls find that out at once, the
+		 * first drops it and the others use (or wait for) its replacement */
+		if (s->tok != NULL && s->tok == ex->used_token) {
+			s->refresh_after = 0;
+			if (s->user)
+				s->tok->expires_at = INT64_MIN; /* forces the refresh grant */
+			else
+				ach_slot_set_token(s, NULL);
 		}
 		ex->state = ST_START;
 		ach_exchange_schedule(ex);
@@ -788,8 +801,8 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 	}
 
 	idempotent = ex->type == ACH_EX_TOKEN || method_idempotent(ex->method);
-	if (r->failure != ACH_KIND_NONE)
-		retry = idempotent || !r->reached;
+	if (r->failure == ACH_KIND_NETWORK || r->failure == ACH_KIND_TIMEOUT)
+		retry = idempotent || !r->reached; /* a bad certificate or an oversized answer stays so */
 	else if (retry_status(r->status))
 		retry = idempotent || r->status == 429;
 	if (retry && ex->attempt <= o->retries) {

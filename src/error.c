@@ -4,6 +4,7 @@
  * whose metatable gives a one-line tostring. Nothing secret is ever put in one: URLs are
  * redacted by the caller and request headers are not kept.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "achievers.h"
@@ -61,8 +62,18 @@ int ach_fail(lua_State *L, ach_kind kind, const char *message)
 
 /* "achievers: not_found (404 not_found) GET https://host/api/v5/users/1: no such user".
  * Built by pushing the pieces and concatenating them, so no buffer spans stack changes. */
+/* A number as whole digits, whatever its size (no int casts out of range). */
+static const char *whole(double d, char buf[32])
+{
+	if (d != d)
+		d = 0;
+	snprintf(buf, 32, "%.0f", d > 1e18 ? 1e18 : d < -1e18 ? -1e18 : d);
+	return buf;
+}
+
 static int error_tostring(lua_State *L)
 {
+	char num[32];
 	int base;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
@@ -80,9 +91,9 @@ static int error_tostring(lua_State *L)
 	else
 		lua_pushliteral(L, "error");
 	if (lua_type(L, 3) == LUA_TNUMBER && lua_type(L, 4) == LUA_TSTRING)
-		lua_pushfstring(L, " (%d %s)", (int)lua_tonumber(L, 3), lua_tostring(L, 4));
+		lua_pushfstring(L, " (%s %s)", whole(lua_tonumber(L, 3), num), lua_tostring(L, 4));
 	else if (lua_type(L, 3) == LUA_TNUMBER)
-		lua_pushfstring(L, " (%d)", (int)lua_tonumber(L, 3));
+		lua_pushfstring(L, " (%s)", whole(lua_tonumber(L, 3), num));
 	else if (lua_type(L, 4) == LUA_TSTRING)
 		lua_pushfstring(L, " (%s)", lua_tostring(L, 4));
 	if (lua_type(L, 5) == LUA_TSTRING && lua_type(L, 6) == LUA_TSTRING)
@@ -90,7 +101,7 @@ static int error_tostring(lua_State *L)
 	if (lua_type(L, 7) == LUA_TSTRING)
 		lua_pushfstring(L, ": %s", lua_tostring(L, 7));
 	if (lua_type(L, 8) == LUA_TNUMBER)
-		lua_pushfstring(L, " (retry after %d s)", (int)lua_tonumber(L, 8));
+		lua_pushfstring(L, " (retry after %s s)", whole(lua_tonumber(L, 8), num));
 	lua_concat(L, lua_gettop(L) - base);
 	return 1;
 }

@@ -68,7 +68,10 @@ static int push_failure(lua_State *L, ach_exchange *ex, ach_kind kind, const cha
 		lua_setfield(L, err, "status");
 	}
 	if (ex->retry_after >= 0) {
-		lua_pushnumber(L, ex->retry_after);
+		if (ex->retry_after == (double)(lua_Integer)ex->retry_after)
+			lua_pushinteger(L, (lua_Integer)ex->retry_after); /* seconds, capped by the parser */
+		else
+			lua_pushnumber(L, ex->retry_after);
 		lua_setfield(L, err, "retry_after");
 	}
 	if (method != NULL) {

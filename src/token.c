@@ -104,11 +104,11 @@ ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, 
 	if (t == NULL)
 		ach_nomem(L);
 	if (date > 0 && fabs((double)date - now) >= 2.0)
-		t->skew = (int64_t)llround((double)date - now);
+		t->skew = ach_clamp_i64((double)date - now);
 	if (expires_in >= ACH_ABSOLUTE_MIN)
-		t->expires_at = (int64_t)expires_in;
+		t->expires_at = ach_clamp_i64(expires_in);
 	else
-		t->expires_at = (int64_t)floor(now + (double)t->skew + expires_in);
+		t->expires_at = ach_clamp_i64(floor(now + (double)t->skew + expires_in));
 	t->access_token = ach_strdup(access);
 	t->refresh_token = ach_strdup(refresh);
 	t->token_type = ach_strdup("bearer");
@@ -134,11 +134,11 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	lua_getfield(L, idx, "expires_at");
 	if (!lua_isnumber(L, -1))
 		luaL_error(L, "token table: expires_at must be a number (UNIX time)");
-	expires_at = (int64_t)lua_tonumber(L, -1);
+	expires_at = ach_clamp_i64(lua_tonumber(L, -1));
 	lua_pop(L, 1);
 	lua_getfield(L, idx, "clock_skew");
 	if (lua_isnumber(L, -1))
-		skew = (int64_t)lua_tonumber(L, -1);
+		skew = ach_clamp_i64(lua_tonumber(L, -1));
 	lua_pop(L, 1);
 	type = opt_string_field(L, idx, "token_type");
 	scope = opt_string_field(L, idx, "scope");
@@ -224,7 +224,7 @@ static int token_gc(lua_State *L)
 static int token_expires_in(lua_State *L)
 {
 	ach_token_data *t = ach_check_token(L, 1);
-	lua_pushinteger(L, (lua_Integer)floor(ach_token_remaining(t)));
+	lua_pushinteger(L, (lua_Integer)ach_clamp_i64(floor(ach_token_remaining(t))));
 	return 1;
 }
 
@@ -343,7 +343,7 @@ static int token_tostring(lua_State *L)
 	time_t at = (time_t)t->expires_at;
 	struct tm tm;
 	double rem = ach_token_remaining(t);
-	long long r = (long long)floor(fabs(rem));
+	long long r = (long long)ach_clamp_i64(floor(fabs(rem)));
 	if (gmtime_r(&at, &tm) == NULL || strftime(when, sizeof when, "%Y-%m-%d %H:%M:%SZ", &tm) == 0)
 		strcpy(when, "?");
 	if (rem <= 0)
