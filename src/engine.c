@@ -668,10 +668,12 @@ static void token_fetch_done(ach_exchange *t, double now)
 		int same = s->tok != NULL && strcmp(s->tok->access_token, t->token->access_token) == 0;
 		ach_slot_set_token(s, t->token);
 		{
-			/* Whatever the server handed back (the token we held, or one that is itself
-			 * short-lived or already expired), do not ask again for a while: no loop. */
+			/* A token that is already inside the refresh window when it arrives (the one we
+			 * held, handed back; a short-lived one; one expired on arrival): use it for a
+			 * while rather than asking again at once, so there is no loop. */
 			double rem = ach_token_remaining(s->tok);
-			s->refresh_after = now + fmin(300.0, fmax(rem / 2, 1.0));
+			if (rem <= s->core->opt.refresh_window)
+				s->refresh_after = now + fmin(300.0, fmax(rem / 2, 1.0));
 		}
 		if (!same)
 			ach_hook_token(t->core, t, s);
