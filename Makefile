@@ -144,9 +144,10 @@ fuzz: deps-build
 	@$(DEPS) fuzz
 	$(MAKE) -C fuzz LUA_INCDIR=$(LUA_INCDIR) LUA_PC=$(LUA_PC) SECONDS=$(FUZZ_SECONDS) run
 
+# LDoc runs on Lua 5.1 here: that is where Debian's lua-markdown lives
 docs:
 	@$(DEPS) docs
-	ldoc --fatalwarnings .
+	lua5.1 $$(command -v ldoc) --fatalwarnings .
 
 # --- checks ---------------------------------------------------------------------------------
 lint:
