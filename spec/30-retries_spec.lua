@@ -287,6 +287,39 @@ describe("retries", function()
     assert.equals(2, sb:stats().token_requests) -- the 503 and its retry, shared by all six
   end)
 
+  describe("short-lived tokens", function()
+    -- regression: a token living less than refresh_window (or expired on arrival) made every
+    -- exchange ask for another one, without end; the scripted server hands out a new
+    -- one-hour token per request and ends a loop after 20 with invalid_grant
+    it("a token valid for an hour (less than refresh_window) is used, not asked again", function()
+      local url, stop, stats = r.scripted_server("fresh_tokens")
+      local c = achievers.client { base_url = url, client_id = "id", client_secret = "secret", retries = 0 }
+      local tok = c:token()
+      local page, err = c:get("users")
+      local again = c:get("users")
+      local s = stats()
+      stop()
+      assert.is_not_nil(tok)
+      assert.is_nil(err)
+      assert.is_table(page)
+      assert.is_table(again)
+      assert.equals(1, s.tokens)
+    end)
+
+    it("a token answer with an absurd expires_in (1e60) is usable, not a loop", function()
+      local url, stop, stats = r.scripted_server("huge_expiry")
+      local c = achievers.client { base_url = url, client_id = "id", client_secret = "secret", retries = 0 }
+      local tok = assert(c:token())
+      local page, err = c:get("users")
+      local s = stats()
+      stop()
+      assert.is_nil(err)
+      assert.is_table(page)
+      assert.is_false(tok:is_expired())
+      assert.equals(1, s.tokens)
+    end)
+  end)
+
   describe("401", function()
     it("a revoked token is replaced once and the call succeeds", function()
       local tokens = {}
@@ -303,6 +336,20 @@ describe("retries", function()
       assert.are_not.equal(first.access_token, tokens[2].access_token)
       -- the new token serves the next calls without another token request
       assert(c:get("users"))
+      assert.equals(before + 1, sb:stats().token_requests)
+    end)
+
+    it("concurrent calls that all get 401 all recover, with one token request", function()
+      -- regression: only the first recovered; the others found the token already dropped
+      local c = h.client(sb)
+      assert(c:token())
+      local before = sb:stats().token_requests
+      sb:revoke {}
+      local list = {}
+      for i = 1, 6 do list[i] = { path = "users", query = { page = i } } end
+      for i, res in ipairs(c:batch(list)) do
+        assert(res.data, "call " .. i .. ": " .. tostring(res.err))
+      end
       assert.equals(before + 1, sb:stats().token_requests)
     end)
 

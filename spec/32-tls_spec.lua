@@ -2,6 +2,7 @@
 -- private CA; a failure is kind "tls" with a message that says what to do; insecure = true is
 -- the only way off. Certificates come from a test CA the spec makes with openssl.
 local h = require("helpers")
+local r = require("support.reliability")
 local tls = require("support.tls")
 local achievers = h.achievers
 
@@ -99,12 +100,27 @@ describe("TLS", function()
   it("an http:// base_url is refused for a non-loopback host unless allow_http", function()
     assert.has_error(function() achievers.client { base_url = "http://program.sandbox.achievers.com" } end)
     assert.has_error(function() achievers.client { base_url = "http://10.0.0.1:8080" } end)
+    -- regression: any host starting with "127." passed for loopback
+    for _, name in ipairs({ "http://127.0.0.1.nip.io", "http://127.attacker.example", "http://127.0.0.1.example.com:8080",
+                            "http://127.0.0.1.", "http://127.0.0.256", "http://127.0.0.1.2" }) do
+      assert.has_error(function() achievers.client { base_url = name } end, nil, name)
+    end
     assert(achievers.client { base_url = "http://program.sandbox.achievers.com", allow_http = true })
     assert(achievers.client { base_url = "https://program.sandbox.achievers.com" })
     assert(achievers.client { base_url = "HTTPS://Program.Sandbox.Achievers.com/" })
-    for _, loop in ipairs({ "http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9" }) do
+    for _, loop in ipairs({ "http://127.0.0.1:9", "http://127.1.2.3:9", "http://localhost:9", "http://[::1]:9" }) do
       assert(achievers.client { base_url = loop }, loop)
     end
     assert.has_error(function() achievers.client { base_url = "ftp://program.sandbox.achievers.com" } end)
+  end)
+
+  it("a certificate failure is not retried: it cannot get better", function()
+    -- regression: it was retried like a network error
+    local hook, events = r.recorder()
+    local c = h.client(sb, { retries = 2, on_request = hook,
+      token = { access_token = "x", expires_at = os.time() + 86400 } })
+    expect_tls(c:get("users"))
+    assert.equals(0, #r.phase(events, "retry"))
+    assert.equals(1, #r.phase(events, "request"))
   end)
 end)

@@ -62,6 +62,35 @@ describe("input safety", function()
     assert.equals("/api/v5/users/10726811", h.last_request(sb).path)
   end)
 
+  it("a callback whose code holds a NUL byte is nil, err, not a raise", function()
+    -- regression (found by fuzz_query): the query comes from the browser, so it is data
+    for _, q in ipairs({ "code=a%00b&state=s", { code = "a\0b", state = "s" } }) do
+      local ok, tok, err = pcall(c.handle_callback, c, q, "s")
+      assert.is_true(ok, tostring(tok))
+      assert.is_nil(tok)
+      assert.equals("invalid", err.kind)
+    end
+  end)
+
+  it("a Retry-After date centuries ahead is capped and prints as a sane number", function()
+    -- regression (found by fuzz_exchange under UBSan): (int) cast of about 6e10
+    local url, stop = r.scripted_server("far_retry")
+    local cl = achievers.client { base_url = url, token = { access_token = "x", expires_at = os.time() + 86400 } }
+    local t0 = r.now()
+    local _, err = cl:get("users")
+    stop()
+    assert.is_true(r.now() - t0 < 2) -- beyond retry_max_wait: not waited for
+    assert.equals("server", err.kind)
+    assert.is_true(err.retry_after > 0 and err.retry_after <= 1e9, tostring(err.retry_after))
+    assert.is_nil(tostring(err):match("retry after %-"), tostring(err))
+  end)
+
+  it("a saved token with an out-of-range expires_at is not expired", function()
+    -- regression (found by fuzz_json under UBSan): unchecked cast to int64_t
+    assert.is_false(achievers.token({ access_token = "a", expires_at = 1e60 }):is_expired())
+    assert.is_true(achievers.token({ access_token = "a", expires_at = -1e60 }):is_expired())
+  end)
+
   it("refuses CR/LF in options that end up in headers", function()
     for _, opt in ipairs({ { client_id = "a\r\nb" }, { client_secret = "a\nb" }, { user_agent = "ua\r\nX: 1" },
                            { scope = "read\r\nX: 1" }, { redirect_uri = "http://x/\r\n" } }) do
@@ -97,12 +126,16 @@ describe("input safety", function()
       assert.equals(33 * 1024 * 1024, #data.items)
     end)
 
-    it("a small one refuses an ordinary page from the sandbox", function()
-      local small = h.client(sb, { max_response_size = 1000, retries = 0, token = assert(c:token()) })
+    it("a small one refuses an ordinary page from the sandbox, without retrying", function()
+      -- regression: an oversized answer was retried like a network error (downloaded again)
+      local hook, events = r.recorder()
+      local small = h.client(sb, { max_response_size = 1000, retries = 2, on_request = hook,
+        token = assert(c:token()) })
       local data, err = small:get("users", { pageSize = 100 })
       assert.is_nil(data)
       assert.equals("decode", err.kind)
       assert.matches("max_response_size", err.message)
+      assert.equals(0, #r.phase(events, "retry"))
     end)
   end)
 end)

@@ -9,6 +9,8 @@
 --                  token requests it answers 400 invalid_grant, so a client that keeps asking
 --                  ends instead of spinning; GET /api/v5/users: 200.
 --   accept         every request: 200 (a POST to /api/v5/recognitions: 201 with an id).
+--   far_retry      GET /api/v5/users: 503 with Retry-After as a date in the year 3940.
+--   huge_expiry    the token endpoint answers expires_in = 1e60; GET /api/v5/users: 200.
 --   huge           GET /api/v5/huge: a 33 MiB JSON answer with Content-Length; GET
 --                  /api/v5/huge-unsized: the same with no length, ended by closing.
 local socket = require("socket")
@@ -57,9 +59,13 @@ local function route(method, path)
       return answer("400 Bad Request", '{"error":"invalid_grant","error_description":"enough"}')
     end
     local access = mode == "fresh_tokens" and string.format("fresh%035d", tokens) or "scriptedtoken000000000000000000000000000"
+    local expires = mode == "fresh_tokens" and "3600" or mode == "huge_expiry" and "1e60" or "1209600"
     return answer("200 OK", string.format(
-      '{"access_token":"%s","token_type":"bearer","expires_in":%d,"scope":"read,write"}',
-      access, mode == "fresh_tokens" and 3600 or 1209600))
+      '{"access_token":"%s","token_type":"bearer","expires_in":%s,"scope":"read,write"}', access, expires))
+  end
+  if mode == "far_retry" and key == "GET /api/v5/users" then
+    return answer("503 Service Unavailable", '{"error":"service_unavailable"}',
+      "Retry-After: Fri, 01 Jan 3940 00:00:00 GMT\r\n")
   end
   if mode == "date_retry" and key == "GET /api/v5/users" and n == 1 then
     local now = os.time() -- one reading for both headers, so they are exactly 2 s apart
