@@ -248,6 +248,7 @@ struct ach_core {
 	int64_t skew; /* server clock minus ours, from Date headers */
 	ach_exchange *runnable; /* exchanges the driver must step (linked list) */
 	unsigned finished; /* exchanges that ever finished: a counter, for the driver to notice */
+	int in_driver;     /* > 0 while the driver runs: hooks must not start blocking calls */
 	void *driver; /* the curl driver's state */
 	lua_State *L; /* the state of the Lua call now driving the core */
 	int hook_error; /* a hook raised; its error waits in the registry */
@@ -327,8 +328,10 @@ struct ach_exchange {
 	ach_exchange *next_waiter;
 	void *transfer; /* the driver's per-exchange state */
 	int lua_inflight; /* sent by a Lua driver (lua_driver.c), its answer not fed yet */
+	double lua_deadline; /* when a Lua driver's answer is overdue (monotonic) */
 	void *owner;    /* the Lua request object holding this exchange */
 	int reported;   /* poll has reported it */
+	unsigned stepped; /* the driver's last stepping round that saw it */
 };
 
 void ach_exchange_init(ach_exchange *ex, ach_core *core, ach_slot *slot, ach_ex_type type);
@@ -338,6 +341,7 @@ void ach_exchange_trim(ach_exchange *ex);
 void ach_exchange_schedule(ach_exchange *ex); /* put on the runnable list */
 ach_step ach_exchange_step(ach_exchange *ex, double now);
 double ach_exchange_wake(const ach_exchange *ex); /* when a sleeping exchange wants a step */
+int ach_exchange_waits_on_slot(const ach_exchange *ex); /* blocked on the slot's token request */
 void ach_exchange_request(ach_exchange *ex, ach_http_request *req);
 void ach_exchange_response(ach_exchange *ex, const ach_http_response *resp, double now);
 int ach_exchange_done(const ach_exchange *ex);
@@ -379,6 +383,7 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex);
 /* Runs the exchange to its end (blocking) and pushes its result. */
 int ach_client_run(lua_State *L, int cl, ach_exchange *ex);
 void ach_raise_hook_error(lua_State *L, ach_core *c);
+void ach_check_not_in_hook(lua_State *L, ach_core *core, const char *what);
 
 void ach_request_open(lua_State *L);
 /* Pushes a new request object holding an exchange of this type for the client at cl. */

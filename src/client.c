@@ -122,6 +122,16 @@ static void push_redacted_url(lua_State *L, const char *url)
 	ach_buf_free(&b);
 }
 
+
+/* Blocking calls and poll from inside an on_request, on_token or on_rate_limit hook would
+ * re-enter the driver that is running the hook. */
+void ach_check_not_in_hook(lua_State *L, ach_core *core, const char *what)
+{
+	if (core->in_driver > 0)
+		luaL_error(L, "achievers: %s cannot be called from inside an on_request, on_token or "
+			      "on_rate_limit hook (use client:async, or act after the call returns)", what);
+}
+
 /* ---- hooks the engine calls -------------------------------------------------------------------- */
 
 void ach_hook_token(ach_core *c, ach_exchange *ex, ach_slot *slot)
@@ -281,7 +291,7 @@ static double opt_number(lua_State *L, int opts, const char *name, double def, d
 	if (opt_type(L, opts, name, LUA_TNUMBER)) {
 		v = lua_tonumber(L, -1);
 		lua_pop(L, 1);
-		if (!(v >= min) || isinf(v)) {
+		if (!(v >= min) || v > 1e12 || isinf(v)) { /* also keeps later casts in range */
 			lua_pushnumber(L, min);
 			luaL_error(L, "achievers.client: option '%s' must be a finite number >= %s", name,
 				   lua_tostring(L, -1));
@@ -389,9 +399,9 @@ static void opt_limits(lua_State *L, int opts, ach_options *o)
 		lua_rawgeti(L, -1, 1);
 		lua_rawgeti(L, -2, 2);
 		if (!lua_isnumber(L, -2) || !lua_isnumber(L, -1) || lua_tonumber(L, -2) < 1 ||
-		    lua_tonumber(L, -1) <= 0)
-			luaL_error(L, "achievers.client: option 'limits.%s' must be {count >= 1, "
-				      "seconds > 0}", names[found]);
+		    lua_tonumber(L, -2) > 1e6 || lua_tonumber(L, -1) <= 0 || lua_tonumber(L, -1) > 1e7)
+			luaL_error(L, "achievers.client: option 'limits.%s' must be {count (1 to "
+				      "1000000), seconds (> 0)}", names[found]);
 		o->limits[found].count = (int)lua_tonumber(L, -2);
 		o->limits[found].window = lua_tonumber(L, -1);
 		lua_pop(L, 3);
@@ -721,8 +731,8 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
 
 	lua_getfield(L, spec, "timeout");
 	if (!lua_isnil(L, -1)) {
-		if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) <= 0)
-			luaL_error(L, "request: 'timeout' must be a number of seconds > 0");
+		if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 1e6)
+			luaL_error(L, "request: 'timeout' must be a number of seconds, > 0 and <= 1e6");
 		ex->timeout = lua_tonumber(L, -1);
 	}
 	lua_pop(L, 1);
@@ -815,6 +825,7 @@ int ach_client_run(lua_State *L, int cl, ach_exchange *ex)
 {
 	ach_core *core = ex->core;
 	cl = lua_absindex(L, cl);
+	ach_check_not_in_hook(L, core, "a blocking call");
 	if (ach_spawn_active(L, cl))
 		return ach_spawn_wait(L, cl, ex); /* in a task: yield to poll instead */
 	core->L = L;

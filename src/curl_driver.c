@@ -32,6 +32,7 @@ typedef struct driver {
 	CURLM *multi;
 	transfer *free_list;
 	int active;
+	unsigned round; /* step_runnable's pass number (exchanges remember the last they saw) */
 } driver;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -217,12 +218,13 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 	if (!method_idempotent(req.method) && ex->type == ACH_EX_API)
 		curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
 
-	ach_hook_trace(core, ex, "request", NULL);
 	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
 		transfer_recycle(d, t); /* removes nothing: it was never added */
 		return -1;
 	}
 	ex->transfer = t;
+	/* the trace hook runs Lua: only once the exchange is consistent (on the wire) */
+	ach_hook_trace(core, ex, "request", NULL);
 	return 0;
 nomem:
 	curl_slist_free_all(t->headers);
@@ -253,6 +255,8 @@ static ach_kind failure_kind(CURLcode rc)
 		return ACH_KIND_NETWORK;
 	}
 }
+
+static int driver_loop(ach_core *core, ach_exchange *target, double until);
 
 /* Hands a finished transfer's answer to its exchange. */
 static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
@@ -292,17 +296,25 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 	ach_buf_free(&msg);
 }
 
-/* Steps every runnable exchange once; returns the earliest wake-up time (or `until`). */
+/* Steps the runnable exchanges; returns the earliest wake-up time (or `until`). A step can run
+ * Lua hooks, which may change the list, so no pointer into it is kept across a step: each
+ * round walks from the head and takes the first exchange it has not stepped yet. */
 static double step_runnable(ach_core *core, double now, double until, int *progress)
 {
 	driver *d = core->driver;
-	ach_exchange *ex = core->runnable, *next;
 	double wake = until;
-	for (; ex != NULL; ex = next) {
-		next = ex->next_runnable;
-		if (ex->transfer != NULL)
-			continue;
-		if (d->active >= core->opt.max_concurrency)
+	unsigned round = ++d->round;
+	for (;;) {
+		ach_exchange *ex;
+		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable) {
+			if (ex->transfer != NULL || ex->stepped == round)
+				continue;
+			ex->stepped = round;
+			if (d->active >= core->opt.max_concurrency && ach_exchange_wake(ex) == 0)
+				continue; /* it wants to send: it waits for a free transfer */
+			break;
+		}
+		if (ex == NULL)
 			break;
 		switch (ach_exchange_step(ex, now)) {
 		case ACH_STEP_SEND:
@@ -328,6 +340,15 @@ static double step_runnable(ach_core *core, double now, double until, int *progr
 }
 
 int ach_driver_run(ach_core *core, ach_exchange *target, double until)
+{
+	int n;
+	core->in_driver++;
+	n = driver_loop(core, target, until);
+	core->in_driver--;
+	return n;
+}
+
+static int driver_loop(ach_core *core, ach_exchange *target, double until)
 {
 	driver *d = core->driver;
 	unsigned finished0 = core->finished;

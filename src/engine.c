@@ -98,8 +98,11 @@ void ach_slot_unref(ach_slot *s)
 	int i;
 	if (s == NULL || --s->refs > 0)
 		return;
-	if (s->fetching != NULL)
-		exchange_destroy(s->fetching);
+	if (s->fetching != NULL) {
+		ach_exchange *t = s->fetching;
+		s->fetching = NULL;
+		exchange_destroy(t); /* cancels its transfer; the core is still alive here */
+	}
 	ach_token_unref(s->tok);
 	for (i = 0; i < ACH_CLASS_COUNT; i++)
 		free(s->sent[i]);
@@ -204,12 +207,24 @@ void ach_exchange_cancel(ach_exchange *ex)
 		ex->slot->fetching = NULL;
 }
 
+/* Frees a buffer that may hold a secret (a token request's credentials, a token answer). */
+static void wipe_buf(ach_buf *b)
+{
+	if (b->data != NULL)
+		memset(b->data, 0, b->cap);
+	ach_buf_free(b);
+}
+
 void ach_exchange_release(ach_exchange *ex)
 {
 	int i;
 	if (ex->core == NULL)
 		return;
 	ach_exchange_cancel(ex);
+	if (ex->type != ACH_EX_API || ex->token_failed) {
+		wipe_buf(&ex->body);
+		wipe_buf(&ex->resp_body);
+	}
 	free(ex->method);
 	free(ex->url);
 	ach_buf_free(&ex->body);
@@ -233,14 +248,20 @@ void ach_exchange_release(ach_exchange *ex)
 	free(ex->error_method);
 	ach_token_unref(ex->token);
 	ach_token_unref(ex->used_token);
-	ach_slot_unref(ex->slot);
-	ach_core_unref(ex->core);
+	if (!ex->owned_by_slot) {
+		ach_slot_unref(ex->slot);
+		ach_core_unref(ex->core);
+	}
 	memset(ex, 0, sizeof *ex);
 }
 
 void ach_exchange_trim(ach_exchange *ex)
 {
 	int i;
+	if (ex->type != ACH_EX_API || ex->token_failed) {
+		wipe_buf(&ex->body);
+		wipe_buf(&ex->resp_body);
+	}
 	ach_buf_free(&ex->body);
 	ach_buf_free(&ex->resp_body);
 	ach_buf_free(&ex->resp_headers);
@@ -307,6 +328,10 @@ static ach_exchange *start_token_fetch(ach_slot *s)
 		return NULL;
 	ach_exchange_init(t, s->core, s, ACH_EX_TOKEN);
 	t->owned_by_slot = 1;
+	/* the slot owns it, so it must not keep the slot (or the core) alive: a client dropped
+	 * while its token request is in flight frees both, and this exchange with them */
+	s->refs--;
+	s->core->refs--;
 	if (s->user && s->tok != NULL && s->tok->refresh_token != NULL) {
 		t->grant = ACH_GRANT_REFRESH_TOKEN;
 		t->code = ach_strdup(s->tok->refresh_token);
@@ -536,6 +561,12 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 	}
 }
 
+int ach_exchange_waits_on_slot(const ach_exchange *ex)
+{
+	return ex->state == ST_BLOCKED && ex->slot != NULL && ex->slot->fetching != NULL &&
+	       ex->slot->fetching != ex;
+}
+
 double ach_exchange_wake(const ach_exchange *ex)
 {
 	return ex->state == ST_SLEEP ? ex->wake_at : 0;
@@ -652,11 +683,14 @@ static double backoff(int attempt)
 	return d * (0.5 + (double)r / 510.0);
 }
 
-/* A token exchange owned by a slot ended: install the token or pass the failure on. */
+/* A token exchange owned by a slot ended: install the token or pass the failure on. The
+ * waiters are settled before any Lua hook runs, and the exchange is destroyed last. */
 static void token_fetch_done(ach_exchange *t, double now)
 {
 	ach_slot *s = t->slot;
 	ach_exchange *w = s->waiters;
+	ach_token_data *fresh = NULL;
+	int same = 0;
 	if (t->token == NULL && t->grant == ACH_GRANT_REFRESH_TOKEN &&
 	    (t->status == 400 || t->status == 401))
 		t->failure = ACH_KIND_REAUTHORIZE; /* the refresh token is no good any more */
@@ -665,18 +699,16 @@ static void token_fetch_done(ach_exchange *t, double now)
 		t->token->refresh_token = ach_strdup(s->tok->refresh_token); /* kept when not rotated */
 	}
 	if (t->token != NULL) {
-		int same = s->tok != NULL && strcmp(s->tok->access_token, t->token->access_token) == 0;
+		double rem;
+		same = s->tok != NULL && strcmp(s->tok->access_token, t->token->access_token) == 0;
 		ach_slot_set_token(s, t->token);
-		{
-			/* A token that is already inside the refresh window when it arrives (the one we
-			 * held, handed back; a short-lived one; one expired on arrival): use it for a
-			 * while rather than asking again at once, so there is no loop. */
-			double rem = ach_token_remaining(s->tok);
-			if (rem <= s->core->opt.refresh_window)
-				s->refresh_after = now + fmin(300.0, fmax(rem / 2, 1.0));
-		}
-		if (!same)
-			ach_hook_token(t->core, t, s);
+		/* A token that is already inside the refresh window when it arrives (the one we
+		 * held, handed back; a short-lived one; one expired on arrival): use it for a
+		 * while rather than asking again at once, so there is no loop. */
+		rem = ach_token_remaining(s->tok);
+		if (rem <= s->core->opt.refresh_window)
+			s->refresh_after = now + fmin(300.0, fmax(rem / 2, 1.0));
+		fresh = ach_token_ref(t->token);
 	}
 	s->waiters = NULL;
 	s->fetching = NULL;
@@ -707,6 +739,13 @@ static void token_fetch_done(ach_exchange *t, double now)
 		}
 		w = next;
 	}
+	if (fresh != NULL && !same) {
+		ach_token_unref(t->token);
+		t->token = fresh; /* the hook sees it through t; keep our reference */
+		fresh = NULL;
+		ach_hook_token(t->core, t, s);
+	}
+	ach_token_unref(fresh);
 	exchange_destroy(t);
 }
 

@@ -25,11 +25,11 @@
  * request it waits on. */
 static ach_exchange *current(ach_exchange *ex)
 {
-	if (!ach_exchange_done(ex) && ex->slot != NULL && ex->slot->fetching != NULL &&
-	    (ex->needs_auth || ex->type == ACH_EX_ENSURE))
-		return ex->slot->fetching;
-	return ex;
+	return ach_exchange_waits_on_slot(ex) ? ex->slot->fetching : ex;
 }
+
+#define LUA_DRIVER_GRACE 5.0 /* seconds past its timeout before an unanswered request fails */
+#define LUA_DRIVER_POLL 0.02 /* seconds a caller waits for a request another caller sent */
 
 static ach_exchange *check_exchange(lua_State *L, int idx)
 {
@@ -66,6 +66,22 @@ static int exchange_next(lua_State *L)
 		double now = ach_now();
 		ach_http_request req;
 		int i;
+		if (cur != ex && cur->lua_inflight) {
+			/* another caller (coroutine) sent the token request this one waits for */
+			if (now > cur->lua_deadline) {
+				/* its driver never fed the answer (its coroutine died): fail it */
+				ach_http_response r;
+				memset(&r, 0, sizeof r);
+				r.failure = ACH_KIND_TIMEOUT;
+				r.message = "no answer was fed for this request";
+				cur->lua_inflight = 0;
+				ach_exchange_response(cur, &r, now);
+				continue;
+			}
+			lua_pushliteral(L, "wait");
+			lua_pushnumber(L, LUA_DRIVER_POLL);
+			return 2;
+		}
 		switch (ach_exchange_step(cur, now)) {
 		case ACH_STEP_DONE:
 			if (cur != ex)
@@ -109,6 +125,7 @@ static int exchange_next(lua_State *L)
 			lua_pushboolean(L, cur->type == ACH_EX_TOKEN);
 			lua_setfield(L, -2, "token_request");
 			cur->lua_inflight = 1;
+			cur->lua_deadline = now + req.timeout + LUA_DRIVER_GRACE;
 			return 2;
 		}
 	}

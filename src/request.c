@@ -112,6 +112,8 @@ static int request_done(lua_State *L)
 static void wait_for(lua_State *L, request *r)
 {
 	ach_core *core = r->ex.core;
+	if (!ach_exchange_done(&r->ex))
+		ach_check_not_in_hook(L, core, "req:result()");
 	core->L = L;
 	while (!ach_exchange_done(&r->ex)) {
 		ach_driver_run(core, &r->ex, INFINITY);
@@ -237,6 +239,7 @@ static int client_poll(lua_State *L)
 	double timeout = luaL_optnumber(L, 2, 0), started;
 	int pending, list, n, i;
 	luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
+	ach_check_not_in_hook(L, core, "client:poll");
 	lua_settop(L, 1);
 	core->L = L;
 	push_pending(L, 1);
@@ -258,6 +261,10 @@ static int client_poll(lua_State *L)
 		}
 		lua_rawgeti(L, list, i);
 		r = luaL_checkudata(L, -1, ACH_REQUEST_MT);
+		if (r->ex.reported) { /* a poll inside an earlier callback reported it already */
+			lua_settop(L, list);
+			continue;
+		}
 		r->ex.reported = 1;
 		lua_pushvalue(L, -1);
 		lua_pushnil(L);
@@ -303,6 +310,7 @@ static int client_batch(lua_State *L)
 	ach_core *core = ach_client_core(L, 1);
 	int n, i, reqs, out;
 	luaL_checktype(L, 2, LUA_TTABLE);
+	ach_check_not_in_hook(L, core, "client:batch");
 	lua_settop(L, 2);
 	n = (int)lua_rawlen(L, 2);
 	lua_createtable(L, n, 0);

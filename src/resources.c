@@ -7,6 +7,7 @@
  * A correction to a path, a method, a scope or a rate-limit class is one line of the table.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,8 +302,9 @@ static int each_fetch(lua_State *L)
 			lua_pop(L, 1);
 			lua_getfield(L, -1, "page");
 			lua_getfield(L, -2, "totalPages");
-			page = lua_isnumber(L, -2) ? (lua_Integer)lua_tonumber(L, -2) : 0;
-			total = lua_isnumber(L, -1) ? (lua_Integer)lua_tonumber(L, -1) : 0;
+			/* the server's numbers: clamped before they become integers */
+			page = lua_isnumber(L, -2) ? (lua_Integer)ach_clamp_i64(fmin(lua_tonumber(L, -2), 1e15)) : 0;
+			total = lua_isnumber(L, -1) ? (lua_Integer)ach_clamp_i64(fmin(lua_tonumber(L, -1), 1e15)) : 0;
 			lua_pop(L, 2);
 			if (page > 0 && page < total) {
 				/* query.page = page + 1 on a copy of the query */

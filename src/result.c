@@ -113,7 +113,9 @@ static int push_failure(lua_State *L, ach_exchange *ex, ach_kind kind, const cha
 		lua_setfield(L, err, "message");
 	}
 	lua_pop(L, 1);
-	if (body_idx != 0) {
+	if (is_token_call(ex) && ex->status >= 200 && ex->status < 300) {
+		/* a token answer that could not be used: it may still carry tokens, keep it out */
+	} else if (body_idx != 0) {
 		lua_pushvalue(L, body_idx);
 		lua_setfield(L, err, "body");
 	} else if (ex->resp_body.len > 0) {

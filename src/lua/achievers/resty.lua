@@ -210,14 +210,17 @@ function Client:_ensure_token()
   return nil, "timed out waiting for another worker's token request"
 end
 
-local function token_error(message)
-  return achievers._error("auth", message)
+-- A failed token request's error goes to the caller as it is (timeout, server, auth...);
+-- only our own failures (the wait for another worker) are made into one here.
+local function token_error(err)
+  if type(err) == "table" then return err end
+  return achievers._error("timeout", tostring(err))
 end
 
 --- client:request{method=, path=, query=, form=, json=, headers=, timeout=}
 function Client:request(spec)
   local ok, err = self:_ensure_token()
-  if not ok then return nil, token_error(tostring(err)) end
+  if not ok then return nil, token_error(err) end
   return self:_run(self.c:_exchange(spec))
 end
 
@@ -228,7 +231,7 @@ function Client:post(path, fields) return self:request { method = "POST", path =
 --- client:token(): the token the workers share.
 function Client:token()
   local ok, err = self:_ensure_token()
-  if not ok then return nil, token_error(tostring(err)) end
+  if not ok then return nil, token_error(err) end
   return self:_run(self.c:_exchange("token"))
 end
 
