@@ -14,7 +14,7 @@
 
 /* Seconds of result decoding and callbacks one poll may spend before it leaves the rest of
  * the finished requests to the next poll (at least one is always reported). */
-#define POLL_BUDGET 0.0005
+#define POLL_BUDGET 0.00025
 
 typedef struct request {
 	ach_exchange ex;
