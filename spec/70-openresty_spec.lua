@@ -35,7 +35,7 @@ describe("achievers.resty under nginx", function()
 
   setup(function()
     assert(io.open(jit_module), "build/jit/achievers.so is missing: make test builds it")
-    sb = h.start_sandbox { latency_ms = 300 }
+    sb = h.start_sandbox { latency_ms = 300, limits = { heavy = { 5, 2 }, default = { 500, 120 } } }
     port = h.free_port()
     prefix = os.tmpname()
     os.remove(prefix)
@@ -45,6 +45,24 @@ describe("achievers.resty under nginx", function()
     local conf = assert(slurp("examples/openresty/nginx.conf"))
     local replaced
     conf, replaced = conf:gsub("listen 127%.0%.0%.1:8088;", "listen 127.0.0.1:" .. port .. ";")
+    assert.equals(1, replaced)
+    -- one more location for the shared rate governor: limits scaled down to 5 per 2 s
+    conf, replaced = conf:gsub("(location = /ping {)", [[
+        location = /paced {
+            content_by_lua_block {
+                paced = paced or require("achievers.resty").client {
+                    base_url = os.getenv("ACHIEVERS_BASE_URL"),
+                    client_id = os.getenv("ACHIEVERS_CLIENT_ID"),
+                    client_secret = os.getenv("ACHIEVERS_CLIENT_SECRET"),
+                    shared_dict = "achievers", limits = { heavy = { 5, 2 } },
+                }
+                local page, err = paced:recognitions { pageSize = 1 }
+                ngx.status = page and 200 or (err.status or 502)
+                ngx.say(page and "ok" or tostring(err))
+            }
+        }
+
+        %1]])
     assert.equals(1, replaced)
     local f = assert(io.open(prefix .. "/nginx.conf", "w"))
     f:write(conf)
@@ -121,5 +139,27 @@ describe("achievers.resty under nginx", function()
     c:close()
     assert.matches("^HTTP/1%.1 404", all)
     assert.matches('"error":"not_found"', all, 1, true)
+  end)
+
+  it("keeps to the per-token rate limits across both workers", function()
+    sb:latency(0)
+    local before = sb:stats()
+    local out = prefix .. "/paced.out"
+    local args = {}
+    for i = 1, 15 do args[i] = ("-o /dev/null http://127.0.0.1:%d/paced?i=%d"):format(port, i) end
+    local t0 = socket.gettime()
+    assert(sh(("env -u LD_PRELOAD curl -s --parallel --parallel-immediate --parallel-max 15 --max-time 30 " ..
+      "-w '%%{http_code}\\n' %s > %s 2>&1"):format(table.concat(args, " "), out)))
+    local elapsed = socket.gettime() - t0
+    local codes = {}
+    for code in (slurp(out) or ""):gmatch("(%d%d%d)\n") do codes[#codes + 1] = code end
+    local after = sb:stats()
+    print(("\n  nginx: 15 GET /recognitions at 5 per 2 s over 2 workers took %.2f s; sandbox 429s: %d")
+      :format(elapsed, after.rate_limited - before.rate_limited))
+    assert.equals(15, #codes)
+    for _, code in ipairs(codes) do assert.equals("200", code) end
+    assert.equals(before.rate_limited, after.rate_limited) -- no 429 from the sandbox
+    assert.is_true(elapsed >= 4, "15 calls at 5 per 2 s went too fast: " .. elapsed)
+    assert.is_true(elapsed < 12, "too slow: " .. elapsed)
   end)
 end)

@@ -1109,6 +1109,20 @@ static int client_index(lua_State *L)
 		lua_pushnumber(L, o->refresh_window);
 	else if (strcmp(k, "max_concurrency") == 0)
 		lua_pushinteger(L, o->max_concurrency);
+	else if (strcmp(k, "rate_limit") == 0)
+		lua_pushboolean(L, o->rate_limit);
+	else if (strcmp(k, "limits") == 0) {
+		static const char *const names[ACH_CLASS_COUNT] = {"default", "heavy"};
+		lua_createtable(L, 0, ACH_CLASS_COUNT);
+		for (int i = 0; i < ACH_CLASS_COUNT; i++) {
+			lua_createtable(L, 2, 0);
+			lua_pushinteger(L, o->limits[i].count);
+			lua_rawseti(L, -2, 1);
+			lua_pushnumber(L, o->limits[i].window);
+			lua_rawseti(L, -2, 2);
+			lua_setfield(L, -2, names[i]);
+		}
+	}
 	else if (strcmp(k, "current_token") == 0) {
 		if (c->slot->tok == NULL)
 			lua_pushnil(L);

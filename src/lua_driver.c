@@ -227,8 +227,18 @@ void ach_lua_driver_methods(lua_State *L)
 	lua_setfield(L, -2, "_set_token");
 }
 
+/* ex:_rate_class() -> "heavy" or "default": the per-token limit the call counts against. */
+static int exchange_rate_class(lua_State *L)
+{
+	ach_exchange *ex = check_exchange(L, 1);
+	lua_pushstring(L, ex->type == ACH_EX_API && ex->rate_class == ACH_CLASS_HEAVY ? "heavy" : "default");
+	return 1;
+}
+
 void ach_lua_driver_request_methods(lua_State *L)
 {
+	lua_pushcfunction(L, exchange_rate_class);
+	lua_setfield(L, -2, "_rate_class");
 	lua_pushcfunction(L, exchange_next);
 	lua_setfield(L, -2, "_next");
 	lua_pushcfunction(L, exchange_feed);

@@ -7,7 +7,8 @@
 --
 -- The token lives in a lua_shared_dict, shared by all workers; one worker at a time fetches
 -- a new one (a lock in the dictionary) while the others keep using the still-valid token or
--- wait for the new one.
+-- wait for the new one. The per-token rate limits are counted in the same dictionary, across
+-- all workers.
 --
 --   lua_shared_dict achievers 1m;
 --   local client = require("achievers.resty").client {
@@ -217,11 +218,29 @@ local function token_error(err)
   return achievers._error("timeout", tostring(err))
 end
 
+-- The per-token rate limits, counted across all workers in the shared dictionary: a window
+-- per class, a little longer than the server's (as the C governor does), so that each of the
+-- server's windows falls inside one of ours. A worker over the limit sleeps to the window's end.
+function Client:_pace(class)
+  local limit = self.limits[class]
+  local key = self.key .. ":rate:" .. class
+  local window = limit[2] + math.min(1, limit[2] * 0.05)
+  for _ = 1, 10000 do
+    local n = self.dict:incr(key, 1, 0, window)
+    if not n or n <= limit[1] then return end
+    local wait = math.max(self.dict:ttl(key) or 0, 0.01)
+    if self.on_rate_limit then pcall(self.on_rate_limit, { wait = wait, class = class }) end
+    ngx.sleep(wait)
+  end
+end
+
 --- client:request{method=, path=, query=, form=, json=, headers=, timeout=}
 function Client:request(spec)
   local ok, err = self:_ensure_token()
   if not ok then return nil, token_error(err) end
-  return self:_run(self.c:_exchange(spec))
+  local ex = self.c:_exchange(spec)
+  if self.rate_limit then self:_pace(ex:_rate_class()) end
+  return self:_run(ex)
 end
 
 function Client:get(path, query) return self:request { path = path, query = query } end
@@ -312,6 +331,7 @@ function M.client(opts)
   if not dict then error("achievers.resty.client: no lua_shared_dict named '" .. dict_name .. "'", 2) end
   local window = copy.refresh_window or 7200
   copy.refresh_window = 0 -- the engine refreshes only expired tokens; the dictionary does the rest
+  local on_rate_limit = copy.on_rate_limit
   local c = achievers.client(copy)
   local self = setmetatable({
     c = c,
@@ -322,6 +342,9 @@ function M.client(opts)
     connect_timeout = copy.connect_timeout or 10,
     insecure = copy.insecure or false,
     max_response_size = copy.max_response_size or 32 * 1024 * 1024,
+    rate_limit = c.rate_limit,
+    limits = c.limits,
+    on_rate_limit = on_rate_limit,
   }, Client)
   self.lock = self.key .. ":lock"
   return self
