@@ -356,8 +356,8 @@ int ach_host_is_loopback(const char *host)
 			p++;
 			digits++;
 		}
-		if (digits == 0 || digits > 3 || value > 255)
-			return 0;
+		if (digits == 0 || digits > 3 || value > 255 || (digits > 1 && p[-digits] == '0'))
+			return 0; /* a leading zero is octal to libcurl: not the address we checked */
 		parts++;
 		if (*p == '.')
 			p++;

@@ -100,7 +100,13 @@ int sbx_resolve_users(struct sbx_ctx *c, const struct sbx_params *p, const char 
 
     *out = NULL;
     *nout = 0;
-    if (sbx_params_list(p, key, &names, &n) != SBX_OK) {
+    switch (sbx_params_list(p, key, &names, &n)) {
+    case SBX_OK:
+        break;
+    case SBX_EBAD:
+        sbx_reply_error(c->rp, 400, "invalid_request", key, "%s: a name holds a NUL byte", key);
+        return 0;
+    default:
         oom(c);
         return 0;
     }

@@ -74,7 +74,8 @@ void sbx_params_free(struct sbx_params *p);
 const struct sbx_param *sbx_params_get(const struct sbx_params *p, const char *key);
 /*
  * Every value of `key` (repeated keys, `key[]`, comma lists), trimmed, empty ones skipped.
- * `*out` is a malloc'd array of malloc'd strings: sbx_strv_free. SBX_OK or SBX_ENOMEM.
+ * `*out` is a malloc'd array of malloc'd strings: sbx_strv_free. SBX_OK, SBX_ENOMEM, or
+ * SBX_EBAD when an item holds a NUL byte.
  */
 int sbx_params_list(const struct sbx_params *p, const char *key, char ***out, size_t *n);
 void sbx_strv_free(char **v, size_t n);

@@ -240,6 +240,10 @@ int sbx_params_list(const struct sbx_params *p, const char *key, char ***out, si
                 b++;
             while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
                 e--;
+            if (e > b && memchr(b, '\0', (size_t)(e - b)) != NULL) {
+                sbx_strv_free(v, cnt); /* a C string would silently drop what follows the NUL */
+                return SBX_EBAD;
+            }
             if (e > b) {
                 if (SBX_GROW(v, cap, cnt) != 0 || (v[cnt] = sbx_memdup(b, (size_t)(e - b))) == NULL) {
                     sbx_strv_free(v, cnt);
