@@ -249,6 +249,8 @@ struct ach_core {
 	ach_exchange *runnable; /* exchanges the driver must step (linked list) */
 	unsigned finished; /* exchanges that ever finished: a counter, for the driver to notice */
 	int in_driver;     /* > 0 while the driver runs: hooks must not start blocking calls */
+	ach_buf spare[32]; /* answer buffers kept for reuse: no large malloc per request, so no */
+	int nspare;        /* allocator consolidation pause inside some frame's poll */
 	void *driver; /* the curl driver's state */
 	lua_State *L; /* the state of the Lua call now driving the core */
 	int hook_error; /* a hook raised; its error waits in the registry */
@@ -276,6 +278,9 @@ typedef enum ach_ex_type {
 
 ach_core *ach_core_new(void);
 void ach_core_unref(ach_core *c);
+/* Gives an empty buffer a kept one (if any); takes a buffer's memory back for reuse. */
+void ach_core_take_buffer(ach_core *c, ach_buf *b);
+void ach_core_give_buffer(ach_core *c, ach_buf *b);
 ach_slot *ach_slot_new(ach_core *c);
 void ach_slot_unref(ach_slot *s);
 void ach_slot_set_token(ach_slot *s, ach_token_data *t); /* takes a new reference */

@@ -30,6 +30,7 @@ typedef struct transfer {
 
 typedef struct driver {
 	CURLM *multi;
+	CURLSH *share; /* TLS sessions, so a new connection resumes instead of a full handshake */
 	transfer *free_list;
 	int active;
 	unsigned round; /* step_runnable's pass number (exchanges remember the last they saw) */
@@ -58,6 +59,9 @@ int ach_driver_init(ach_core *core)
 		return -1;
 	}
 	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	d->share = curl_share_init();
+	if (d->share != NULL)
+		curl_share_setopt(d->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	core->driver = d;
 	return 0;
 }
@@ -81,6 +85,8 @@ void ach_driver_free(ach_core *core)
 		transfer_free(t);
 	}
 	curl_multi_cleanup(d->multi);
+	if (d->share != NULL)
+		curl_share_cleanup(d->share);
 	free(d);
 	core->driver = NULL;
 }
@@ -178,6 +184,8 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 		goto nomem;
 	t->headers = h;
 	d->active++;
+	if (ex->type == ACH_EX_API)
+		ach_core_take_buffer(core, &ex->resp_body); /* token answers get fresh (wiped) ones */
 	ach_buf_reset(&ex->resp_body);
 	ach_buf_reset(&ex->resp_headers);
 
@@ -195,6 +203,12 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)ceil(req.timeout * 1000));
 	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(o->connect_timeout * 1000));
+	if (d->share != NULL)
+		curl_easy_setopt(t->easy, CURLOPT_SHARE, d->share);
+	/* keep a connection per transfer slot in the cache (libcurl's default follows the
+	 * number of handles added, which here comes and goes): a connection closed and opened
+	 * again costs a TLS handshake inside some frame's poll */
+	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)o->max_concurrency + 4);
 	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
 	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
 	if (o->ca_file != NULL)

@@ -53,10 +53,34 @@ static void options_free(ach_options *o)
 	memset(o, 0, sizeof *o);
 }
 
+#define SPARE_MAX_CAP (1024 * 1024) /* a buffer larger than this is not kept */
+
+void ach_core_take_buffer(ach_core *c, ach_buf *b)
+{
+	if (b->data != NULL || c->nspare == 0)
+		return;
+	*b = c->spare[--c->nspare];
+	ach_buf_reset(b);
+}
+
+void ach_core_give_buffer(ach_core *c, ach_buf *b)
+{
+	int limit = (int)(sizeof c->spare / sizeof c->spare[0]);
+	if (b->data != NULL && b->cap <= SPARE_MAX_CAP && c->nspare < limit &&
+	    c->nspare < 2 * c->opt.max_concurrency) {
+		c->spare[c->nspare++] = *b;
+		memset(b, 0, sizeof *b);
+		return;
+	}
+	ach_buf_free(b);
+}
+
 void ach_core_unref(ach_core *c)
 {
 	if (c == NULL || --c->refs > 0)
 		return;
+	while (c->nspare > 0)
+		ach_buf_free(&c->spare[--c->nspare]);
 	ach_driver_free(c);
 	options_free(&c->opt);
 	free(c);
@@ -225,6 +249,7 @@ void ach_exchange_release(ach_exchange *ex)
 		wipe_buf(&ex->body);
 		wipe_buf(&ex->resp_body);
 	}
+	ach_core_give_buffer(ex->core, &ex->resp_body);
 	free(ex->method);
 	free(ex->url);
 	ach_buf_free(&ex->body);
@@ -263,7 +288,7 @@ void ach_exchange_trim(ach_exchange *ex)
 		wipe_buf(&ex->resp_body);
 	}
 	ach_buf_free(&ex->body);
-	ach_buf_free(&ex->resp_body);
+	ach_core_give_buffer(ex->core, &ex->resp_body);
 	ach_buf_free(&ex->resp_headers);
 	ach_buf_free(&ex->scratch);
 	if (ex->auth_header.data != NULL)
