@@ -353,6 +353,7 @@ int ach_exchange_done(const ach_exchange *ex);
 /* Detaches the exchange from its slot, the runnable list and the driver. */
 void ach_exchange_cancel(ach_exchange *ex);
 int ach_rate_class(const char *method, const char *url); /* resources.c */
+int ach_method_idempotent(const char *method); /* GET, OPTIONS, HEAD: safe to send again */
 
 const char *ach_header_find(const char *block, size_t len, const char *name, size_t *vlen);
 int64_t ach_parse_http_date(const char *s, size_t n);

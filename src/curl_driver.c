@@ -142,11 +142,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	return ach_buf_add(&t->ex->resp_headers, p, len) == 0 ? len : 0;
 }
 
-static int method_idempotent(const char *m)
-{
-	return strcmp(m, "GET") == 0 || strcmp(m, "OPTIONS") == 0 || strcmp(m, "HEAD") == 0;
-}
-
 /* Starts the transfer an exchange asked for. Returns 0, or -1 (the exchange has failed). */
 static int start_transfer(ach_core *core, ach_exchange *ex)
 {
@@ -229,7 +224,7 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 	}
 	/* libcurl silently sends a request again when a reused connection turns out dead with
 	 * no answer; for a request that must not run twice, use a connection of its own. */
-	if (!method_idempotent(req.method) && ex->type == ACH_EX_API)
+	if (!ach_method_idempotent(req.method) && ex->type == ACH_EX_API)
 		curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
 
 	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {

@@ -689,7 +689,7 @@ double ach_parse_retry_after(const char *v, size_t n, int64_t date)
 	return when > 0 ? (when > 1000000000 ? 1e9 : (double)when) : 0;
 }
 
-static int method_idempotent(const char *m)
+int ach_method_idempotent(const char *m)
 {
 	return strcmp(m, "GET") == 0 || strcmp(m, "OPTIONS") == 0 || strcmp(m, "HEAD") == 0;
 }
@@ -866,7 +866,7 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		return;
 	}
 
-	idempotent = ex->type == ACH_EX_TOKEN || method_idempotent(ex->method);
+	idempotent = ex->type == ACH_EX_TOKEN || ach_method_idempotent(ex->method);
 	if (r->failure == ACH_KIND_NETWORK || r->failure == ACH_KIND_TIMEOUT)
 		retry = idempotent || !r->reached; /* a bad certificate or an oversized answer stays so */
 	else if (retry_status(r->status))
