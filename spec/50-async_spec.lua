@@ -60,6 +60,44 @@ describe("async", function()
     assert.equals("adele.olson", hit)
   end)
 
+  it("lets a dropped request's answer go in one collection", function()
+    -- an object with a finalizer is kept, with all it refers to, for one more collection
+    -- (marked in the collector's single unsplittable step): a request must not hold its
+    -- decoded answer that way, or every game frame's collection would mark old pages
+    local seen = setmetatable({}, { __mode = "k" })
+    local done = false
+    c:async({ path = "users", query = { pageSize = 5 } }):on_done(function(data)
+      seen[data] = true
+      done = true
+    end)
+    drain(c, function() return done end)
+    assert.is_not_nil(next(seen))
+    collectgarbage("collect")
+    assert.is_nil(next(seen))
+  end)
+
+  it("reports what finished in the order it finished, once", function()
+    assert(c:token())
+    sb:latency(300)
+    local before = sb:stats().requests
+    local order = {}
+    c:async({ path = "users/10726811" }):on_done(function() order[#order + 1] = "slow" end)
+    drain(c, function() return sb:stats().requests > before end) -- it has arrived: 300 ms
+    sb:latency(0)
+    local fast = c:async { path = "users/10726846" }
+    fast:on_done(function() order[#order + 1] = "fast" end)
+    local consumed = c:async { path = "users/10726846" }
+    assert(consumed:result()) -- taken here: poll has nothing to report for it
+    drain(c, function() return #order == 2 end)
+    assert.same({ "fast", "slow" }, order)
+    assert.equals(0, c:poll(0))
+    -- a callback set again on a finished request is reported by the next poll, once
+    fast:on_done(function() order[#order + 1] = "again" end)
+    assert.equals(1, c:poll(0))
+    assert.equals(0, c:poll(0))
+    assert.same({ "fast", "slow", "again" }, order)
+  end)
+
   it("poll(0) never blocks", function()
     sb:latency(300)
     local reqs = {}

@@ -25,6 +25,7 @@
 #define ACH_TOKEN_MT "achievers.token"
 #define ACH_ERROR_MT "achievers.error"
 #define ACH_REQUEST_MT "achievers.request"
+#define ACH_EXCHANGE_MT "achievers.exchange"
 
 /* ---- buf.c: growable byte buffers ----------------------------------------------------- */
 
@@ -248,6 +249,7 @@ struct ach_core {
 	int64_t skew; /* server clock minus ours, from Date headers */
 	ach_exchange *runnable; /* exchanges the driver must step (linked list) */
 	unsigned finished; /* exchanges that ever finished: a counter, for the driver to notice */
+	ach_exchange *done_head, *done_tail; /* finished watched exchanges poll has not reported */
 	int in_driver;     /* > 0 while the driver runs: hooks must not start blocking calls */
 	ach_buf spare[32]; /* answer buffers kept for reuse: no large malloc per request, so no */
 	int nspare;        /* allocator consolidation pause inside some frame's poll */
@@ -334,8 +336,9 @@ struct ach_exchange {
 	void *transfer; /* the driver's per-exchange state */
 	int lua_inflight; /* sent by a Lua driver (lua_driver.c), its answer not fed yet */
 	double lua_deadline; /* when a Lua driver's answer is overdue (monotonic) */
-	void *owner;    /* the Lua request object holding this exchange */
-	int reported;   /* poll has reported it */
+	int watched;    /* poll reports it: once finished, it waits on the core's done list */
+	ach_exchange *done_prev, *done_next; /* the core's done list, in order of finishing */
+	int in_done;    /* on that list */
 	unsigned stepped; /* the driver's last stepping round that saw it */
 };
 
@@ -350,6 +353,9 @@ int ach_exchange_waits_on_slot(const ach_exchange *ex); /* blocked on the slot's
 void ach_exchange_request(ach_exchange *ex, ach_http_request *req);
 void ach_exchange_response(ach_exchange *ex, const ach_http_response *resp, double now);
 int ach_exchange_done(const ach_exchange *ex);
+/* Whether poll should report the exchange when it finishes (on: it is put on the core's done
+ * list then, or now if it has finished); off takes it off the list. */
+void ach_exchange_watch(ach_exchange *ex, int on);
 /* Detaches the exchange from its slot, the runnable list and the driver. */
 void ach_exchange_cancel(ach_exchange *ex);
 int ach_rate_class(const char *method, const char *url); /* resources.c */
@@ -394,6 +400,11 @@ void ach_check_not_in_hook(lua_State *L, ach_core *core, const char *what);
 void ach_request_open(lua_State *L);
 /* Pushes a new request object holding an exchange of this type for the client at cl. */
 ach_exchange *ach_request_push(lua_State *L, int cl, ach_ex_type type);
+/* Whether poll reports the request at idx: on anchors it in the pending table and puts it on
+ * the core's done list once finished; off undoes both. */
+void ach_request_watch(lua_State *L, int req, int on);
+/* The exchange of the request object at idx; raises if it is not a live request. */
+ach_exchange *ach_request_exchange(lua_State *L, int idx);
 /* Adds async, poll and batch to the client methods table at the top of the stack. */
 void ach_request_methods(lua_State *L);
 

@@ -4,7 +4,7 @@
  * multi handle, so the connection pool) with the clients with_token derives from it.
  *
  * User value of a client: {root = the client that owns the core's hooks (itself or a parent),
- * on_token, on_request, on_rate_limit, pending = {[request] = true}}.
+ * on_token, on_request, on_rate_limit, pending = {[exchange pointer] = request}}.
  */
 #include <math.h>
 #include <stdlib.h>

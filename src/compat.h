@@ -107,10 +107,15 @@ static inline int ach_compat_resume53(lua_State *co, lua_State *from, int n, int
 }
 #endif
 
+#if LUA_VERSION_NUM < 504
+#define ach_newuserdata_plain(L, sz) lua_newuserdata((L), (sz))
+#endif
+
 #if LUA_VERSION_NUM >= 504
 #define ach_getuservalue(L, i) lua_getiuservalue((L), (i), 1)
 #define ach_setuservalue(L, i) lua_setiuservalue((L), (i), 1)
 #define ach_newuserdata(L, sz) lua_newuserdatauv((L), (sz), 1)
+#define ach_newuserdata_plain(L, sz) lua_newuserdatauv((L), (sz), 0)
 #define ach_resume(L, from, n, nres) lua_resume((L), (from), (n), (nres))
 #endif
 

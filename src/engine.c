@@ -219,6 +219,47 @@ void ach_exchange_schedule(ach_exchange *ex)
 	ex->in_runnable = 1;
 }
 
+static void link_done(ach_exchange *ex)
+{
+	ach_core *c = ex->core;
+	if (ex->in_done)
+		return;
+	ex->done_next = NULL;
+	ex->done_prev = c->done_tail;
+	if (c->done_tail != NULL)
+		c->done_tail->done_next = ex;
+	else
+		c->done_head = ex;
+	c->done_tail = ex;
+	ex->in_done = 1;
+}
+
+static void unlink_done(ach_exchange *ex)
+{
+	ach_core *c = ex->core;
+	if (!ex->in_done)
+		return;
+	if (ex->done_prev != NULL)
+		ex->done_prev->done_next = ex->done_next;
+	else
+		c->done_head = ex->done_next;
+	if (ex->done_next != NULL)
+		ex->done_next->done_prev = ex->done_prev;
+	else
+		c->done_tail = ex->done_prev;
+	ex->done_prev = ex->done_next = NULL;
+	ex->in_done = 0;
+}
+
+void ach_exchange_watch(ach_exchange *ex, int on)
+{
+	ex->watched = on;
+	if (!on)
+		unlink_done(ex);
+	else if (ex->state == ST_DONE)
+		link_done(ex);
+}
+
 void ach_exchange_cancel(ach_exchange *ex)
 {
 	if (ex->core == NULL)
@@ -245,6 +286,7 @@ void ach_exchange_release(ach_exchange *ex)
 	if (ex->core == NULL)
 		return;
 	ach_exchange_cancel(ex);
+	unlink_done(ex);
 	if (ex->type != ACH_EX_API || ex->token_failed) {
 		wipe_buf(&ex->body);
 		wipe_buf(&ex->resp_body);
@@ -320,6 +362,8 @@ static void finish(ach_exchange *ex)
 	ex->state = ST_DONE;
 	unlink_runnable(ex);
 	ex->core->finished++;
+	if (ex->watched)
+		link_done(ex);
 }
 
 static void fail(ach_exchange *ex, ach_kind kind, const char *message)

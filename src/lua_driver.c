@@ -33,10 +33,7 @@ static ach_exchange *current(ach_exchange *ex)
 
 static ach_exchange *check_exchange(lua_State *L, int idx)
 {
-	ach_exchange *ex = luaL_checkudata(L, idx, ACH_REQUEST_MT);
-	if (ex->core == NULL)
-		luaL_argerror(L, idx, "request has been released");
-	return ex;
+	return ach_request_exchange(L, idx);
 }
 
 /* client:_exchange(spec) or client:_exchange("token"[, force]): an exchange for a Lua driver. */

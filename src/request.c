@@ -1,11 +1,20 @@
 /*
  * request.c: the pending-request object, and the asynchronous calls built on it: async,
- * poll and batch. Every call, blocking or not, runs as an exchange inside one of these
+ * poll and batch. Every call, blocking or not, runs as an exchange owned by one of these
  * objects, so whatever the exchange holds is freed by __gc even when a raise interrupts.
  *
- * User value of a request: {client = the client it runs on, on_done = fn, result = {data, err}}.
- * Async requests are anchored in their root client's `pending` table until poll reports them,
- * so a request the caller dropped still runs and its callback still fires.
+ * User value of a request: {client = the client it runs on, ex = the exchange, on_done = fn,
+ * data = ..., err = ...}. The exchange is a userdata of its own, and the only one with a
+ * finalizer: an object with __gc is kept (with all it refers to) for one more collection, and
+ * the collector marks it in the one step it cannot split. Were the finalizer on the request,
+ * every dropped request would bring its decoded answer back to life, and a collection would
+ * mark megabytes of pages in a single step: a stall inside some poll(0). The exchange refers
+ * to no Lua value, so finalizing it costs nothing to mark.
+ *
+ * Async requests are anchored in their root client's `pending` table ({[exchange pointer] =
+ * request}) until poll reports them, so a request the caller dropped still runs and its
+ * callback still fires. The engine lists the finished ones in the order they finished, so poll
+ * finds what to report without looking at the requests still in flight.
  */
 #include <math.h>
 #include <string.h>
@@ -17,37 +26,47 @@
 #define POLL_BUDGET 0.00025
 
 typedef struct request {
-	ach_exchange ex;
+	ach_exchange *ex; /* in the userdata at field `ex` of the user value */
+	int cached;       /* data and err are in the user value */
 } request;
 
 static request *check_request(lua_State *L, int idx)
 {
 	request *r = luaL_checkudata(L, idx, ACH_REQUEST_MT);
-	if (r->ex.core == NULL)
+	if (r->ex == NULL || r->ex->core == NULL)
 		luaL_argerror(L, idx, "request has been released");
 	return r;
+}
+
+ach_exchange *ach_request_exchange(lua_State *L, int idx)
+{
+	return check_request(L, idx)->ex;
 }
 
 ach_exchange *ach_request_push(lua_State *L, int cl, ach_ex_type type)
 {
 	request *r;
+	ach_exchange *ex;
 	cl = lua_absindex(L, cl);
 	r = ach_newuserdata(L, sizeof *r);
 	memset(r, 0, sizeof *r);
 	luaL_setmetatable(L, ACH_REQUEST_MT);
-	lua_createtable(L, 0, 3);
+	lua_createtable(L, 0, 4);
 	lua_pushvalue(L, cl);
 	lua_setfield(L, -2, "client");
+	ex = ach_newuserdata_plain(L, sizeof *ex);
+	memset(ex, 0, sizeof *ex); /* released as is if what follows raises */
+	luaL_setmetatable(L, ACH_EXCHANGE_MT);
+	lua_setfield(L, -2, "ex");
 	ach_setuservalue(L, -2);
-	ach_exchange_init(&r->ex, ach_client_core(L, cl), ach_client_slot(L, cl), type);
-	r->ex.owner = r;
-	return &r->ex;
+	ach_exchange_init(ex, ach_client_core(L, cl), ach_client_slot(L, cl), type);
+	r->ex = ex;
+	return ex;
 }
 
-static int request_gc(lua_State *L)
+static int exchange_gc(lua_State *L)
 {
-	request *r = luaL_checkudata(L, 1, ACH_REQUEST_MT);
-	ach_exchange_release(&r->ex);
+	ach_exchange_release(luaL_checkudata(L, 1, ACH_EXCHANGE_MT));
 	return 0;
 }
 
@@ -59,7 +78,7 @@ static void push_field(lua_State *L, int idx, const char *name)
 	lua_remove(L, -2);
 }
 
-/* Pushes the root client's pending table for the client at idx. */
+/* Pushes the root client's pending table for the client at cl. */
 static void push_pending(lua_State *L, int cl)
 {
 	ach_getuservalue(L, cl);
@@ -70,55 +89,66 @@ static void push_pending(lua_State *L, int cl)
 	lua_pop(L, 2);
 }
 
+void ach_request_watch(lua_State *L, int req, int on)
+{
+	request *r = check_request(L, req);
+	req = lua_absindex(L, req);
+	push_field(L, req, "client");
+	push_pending(L, lua_gettop(L));
+	if (on)
+		lua_pushvalue(L, req);
+	else
+		lua_pushnil(L);
+	ach_rawsetp(L, -2, r->ex);
+	lua_pop(L, 2);
+	ach_exchange_watch(r->ex, on);
+}
+
 /* Pushes data, err for a finished request, computing them once. */
 static void push_cached_result(lua_State *L, int idx)
 {
 	request *r = check_request(L, idx);
 	idx = lua_absindex(L, idx);
-	push_field(L, idx, "result");
-	if (lua_isnil(L, -1)) {
+	if (!r->cached) {
 		int n, top;
-		lua_pop(L, 1);
 		push_field(L, idx, "client");
 		top = lua_gettop(L);
-		n = ach_exchange_push_result(L, &r->ex, top);
-		lua_createtable(L, 2, 0);
-		lua_pushvalue(L, -1 - n);
-		lua_rawseti(L, -2, 1);
-		if (n == 2) {
-			lua_pushvalue(L, -2);
-			lua_rawseti(L, -2, 2);
-		}
+		n = ach_exchange_push_result(L, r->ex, top); /* may leave more below its n values */
+		if (n == 1)
+			lua_pushnil(L);
 		ach_getuservalue(L, idx);
+		lua_pushvalue(L, -3);
+		lua_setfield(L, -2, "data");
 		lua_pushvalue(L, -2);
-		lua_setfield(L, -2, "result");
-		lua_pop(L, 1);
-		lua_replace(L, top);
-		lua_settop(L, top);
-		ach_exchange_trim(&r->ex); /* the answer lives on as Lua values only */
+		lua_setfield(L, -2, "err");
+		lua_settop(L, top - 1);
+		r->cached = 1;
+		ach_exchange_trim(r->ex); /* the answer lives on as Lua values only */
 	}
-	lua_rawgeti(L, -1, 1);
-	lua_rawgeti(L, -2, 2);
+	ach_getuservalue(L, idx);
+	lua_getfield(L, -1, "data");
+	lua_getfield(L, -2, "err");
 	lua_remove(L, -3);
 }
 
 static int request_done(lua_State *L)
 {
-	lua_pushboolean(L, ach_exchange_done(&check_request(L, 1)->ex));
+	lua_pushboolean(L, ach_exchange_done(check_request(L, 1)->ex));
 	return 1;
 }
 
 /* Runs the core until the request at idx is done. */
 static void wait_for(lua_State *L, request *r)
 {
-	ach_core *core = r->ex.core;
-	if (!ach_exchange_done(&r->ex))
+	ach_exchange *ex = r->ex;
+	ach_core *core = ex->core;
+	if (!ach_exchange_done(ex))
 		ach_check_not_in_hook(L, core, "req:result()");
 	core->L = L;
-	while (!ach_exchange_done(&r->ex)) {
-		ach_driver_run(core, &r->ex, INFINITY);
-		if (!ach_exchange_done(&r->ex) && core->runnable == NULL && r->ex.transfer == NULL &&
-		    (r->ex.slot == NULL || r->ex.slot->fetching == NULL))
+	while (!ach_exchange_done(ex)) {
+		ach_driver_run(core, ex, INFINITY);
+		if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL &&
+		    (ex->slot == NULL || ex->slot->fetching == NULL))
 			luaL_error(L, "achievers: internal error: request stalled");
 	}
 	ach_raise_hook_error(L, core);
@@ -131,16 +161,8 @@ static int request_result(lua_State *L)
 	wait_for(L, r);
 	push_cached_result(L, 1);
 	push_field(L, 1, "on_done");
-	if (lua_isnil(L, -1)) {
-		/* consumed here: poll has nothing left to report for it */
-		r->ex.reported = 1;
-		push_field(L, 1, "client");
-		push_pending(L, lua_gettop(L));
-		lua_pushvalue(L, 1);
-		lua_pushnil(L);
-		lua_rawset(L, -3);
-		lua_pop(L, 2);
-	}
+	if (lua_isnil(L, -1))
+		ach_request_watch(L, 1, 0); /* consumed here: poll has nothing left to report */
 	lua_pop(L, 1);
 	if (!lua_isnil(L, -1))
 		return 2; /* nil, err */
@@ -150,18 +172,13 @@ static int request_result(lua_State *L)
 
 static int request_on_done(lua_State *L)
 {
-	request *r = check_request(L, 1);
+	check_request(L, 1);
 	luaL_checktype(L, 2, LUA_TFUNCTION);
 	ach_getuservalue(L, 1);
 	lua_pushvalue(L, 2);
 	lua_setfield(L, -2, "on_done");
 	lua_pop(L, 1);
-	r->ex.reported = 0; /* (again) for the next poll to report */
-	push_field(L, 1, "client");
-	push_pending(L, lua_gettop(L));
-	lua_pushvalue(L, 1);
-	lua_pushboolean(L, 1);
-	lua_rawset(L, -3);
+	ach_request_watch(L, 1, 1); /* (again) for the next poll to report */
 	lua_settop(L, 1);
 	return 1;
 }
@@ -170,17 +187,17 @@ static int request_tostring(lua_State *L)
 {
 	request *r = luaL_checkudata(L, 1, ACH_REQUEST_MT);
 	ach_buf u = {0};
-	if (r->ex.core == NULL) {
+	if (r->ex == NULL || r->ex->core == NULL) {
 		lua_pushliteral(L, "achievers.request(released)");
 		return 1;
 	}
-	if (r->ex.url != NULL && ach_redact_url(&u, r->ex.url) == 0 && u.data != NULL)
+	if (r->ex->url != NULL && ach_redact_url(&u, r->ex->url) == 0 && u.data != NULL)
 		lua_pushlstring(L, u.data, u.len);
 	else
-		lua_pushstring(L, r->ex.type == ACH_EX_API ? "?" : "token");
+		lua_pushstring(L, r->ex->type == ACH_EX_API ? "?" : "token");
 	ach_buf_free(&u);
-	lua_pushfstring(L, "achievers.request(%s %s, %s)", r->ex.method ? r->ex.method : "TOKEN",
-			lua_tostring(L, -1), ach_exchange_done(&r->ex) ? "done" : "pending");
+	lua_pushfstring(L, "achievers.request(%s %s, %s)", r->ex->method ? r->ex->method : "TOKEN",
+			lua_tostring(L, -1), ach_exchange_done(r->ex) ? "done" : "pending");
 	return 1;
 }
 
@@ -196,11 +213,7 @@ static int client_async(lua_State *L)
 	ex = ach_request_push(L, 1, ACH_EX_API);
 	req = lua_gettop(L);
 	ach_client_prepare(L, 1, 2, ex);
-	push_pending(L, 1);
-	lua_pushvalue(L, req);
-	lua_pushboolean(L, 1);
-	lua_rawset(L, -3);
-	lua_pop(L, 1);
+	ach_request_watch(L, req, 1);
 	ex->core->L = L;
 	ach_exchange_schedule(ex);
 	ach_driver_run(ex->core, NULL, 0); /* get it on the wire now; never blocks */
@@ -214,21 +227,23 @@ static int client_async(lua_State *L)
  * tasks waiting for them, within a budget of POLL_BUDGET so a frame is never held up by a
  * burst (what is left goes to the next poll). Returns how many it reported. A callback that
  * raises does not stop the others; the first such error is raised once all have run. */
-/* Puts the finished, unreported requests of the pending table at `pending` into a new list
- * pushed on the stack; returns how many. */
-static int collect_finished(lua_State *L, int pending)
+/* Puts the finished, unreported requests (the core's done list, looked up in the pending table
+ * at `pending`) into a new list pushed on the stack; returns how many. */
+static int collect_finished(lua_State *L, ach_core *core, int pending)
 {
 	int n = 0, list;
+	ach_exchange *ex, *next;
 	lua_newtable(L);
 	list = lua_gettop(L);
-	lua_pushnil(L);
-	while (lua_next(L, pending) != 0) {
-		request *r = luaL_checkudata(L, -2, ACH_REQUEST_MT);
-		lua_pop(L, 1);
-		if (ach_exchange_done(&r->ex) && !r->ex.reported) {
-			lua_pushvalue(L, -1);
-			lua_rawseti(L, list, ++n);
+	for (ex = core->done_head; ex != NULL; ex = next) {
+		next = ex->done_next;
+		ach_rawgetp(L, pending, ex);
+		if (lua_isnil(L, -1)) {
+			ach_exchange_watch(ex, 0); /* no request object: nobody to report to */
+			lua_pop(L, 1);
+			continue;
 		}
+		lua_rawseti(L, list, ++n);
 	}
 	return n;
 }
@@ -242,16 +257,19 @@ static int client_poll(lua_State *L)
 	ach_check_not_in_hook(L, core, "client:poll");
 	lua_settop(L, 1);
 	core->L = L;
+	started = ach_now();
+	if (core->done_head == NULL)
+		ach_driver_run(core, NULL, started + timeout);
+	if (core->done_head == NULL) {
+		n = ach_spawn_resume_idle(L, 1);
+		ach_raise_hook_error(L, core);
+		lua_pushinteger(L, n);
+		return 1;
+	}
 	push_pending(L, 1);
 	pending = lua_gettop(L);
-	n = collect_finished(L, pending);
-	if (n == 0) {
-		lua_pop(L, 1);
-		ach_driver_run(core, NULL, ach_now() + timeout);
-		n = collect_finished(L, pending);
-	}
+	n = collect_finished(L, core, pending);
 	list = lua_gettop(L);
-	started = ach_now();
 	for (i = 1; i <= n; i++) {
 		request *r;
 		/* a frame's budget: what is left is reported by the next poll */
@@ -261,14 +279,12 @@ static int client_poll(lua_State *L)
 		}
 		lua_rawgeti(L, list, i);
 		r = luaL_checkudata(L, -1, ACH_REQUEST_MT);
-		if (r->ex.reported) { /* a poll inside an earlier callback reported it already */
+		if (r->ex == NULL || !r->ex->in_done) {
+			/* a poll inside an earlier callback reported it, or result() consumed it */
 			lua_settop(L, list);
 			continue;
 		}
-		r->ex.reported = 1;
-		lua_pushvalue(L, -1);
-		lua_pushnil(L);
-		lua_rawset(L, pending);
+		ach_request_watch(L, -1, 0);
 		push_field(L, -1, "thread");
 		if (lua_isthread(L, -1)) {
 			/* a task waits for this one: resume it with the result */
@@ -330,7 +346,7 @@ static int client_batch(lua_State *L)
 		request *r;
 		lua_rawgeti(L, reqs, i);
 		r = lua_touserdata(L, -1);
-		ach_exchange_schedule(&r->ex);
+		ach_exchange_schedule(r->ex);
 		lua_pop(L, 1);
 	}
 	lua_createtable(L, n, 0);
@@ -340,7 +356,6 @@ static int client_batch(lua_State *L)
 		lua_rawgeti(L, reqs, i);
 		r = lua_touserdata(L, -1);
 		wait_for(L, r);
-		r->ex.reported = 1;
 		lua_createtable(L, 0, 2);
 		push_cached_result(L, -2);
 		lua_setfield(L, -3, "err");
@@ -365,7 +380,6 @@ void ach_request_methods(lua_State *L)
 void ach_request_open(lua_State *L)
 {
 	static const luaL_Reg meta[] = {
-		{"__gc", request_gc},
 		{"__tostring", request_tostring},
 		{NULL, NULL},
 	};
@@ -380,5 +394,9 @@ void ach_request_open(lua_State *L)
 	luaL_newlib(L, methods);
 	ach_lua_driver_request_methods(L);
 	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, ACH_EXCHANGE_MT);
+	lua_pushcfunction(L, exchange_gc);
+	lua_setfield(L, -2, "__gc");
 	lua_pop(L, 1);
 }

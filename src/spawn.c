@@ -71,11 +71,7 @@ int ach_spawn_wait(lua_State *L, int cl, ach_exchange *ex)
 	lua_pushthread(L);
 	lua_setfield(L, -2, "thread");
 	lua_pop(L, 1);
-	push_root_table(L, cl, "pending");
-	lua_pushvalue(L, req);
-	lua_pushboolean(L, 1);
-	lua_rawset(L, -3);
-	lua_pop(L, 1);
+	ach_request_watch(L, req, 1);
 	push_task(L, cl, L);
 	lua_pushboolean(L, 1);
 	lua_setfield(L, -2, "waiting");
