@@ -167,6 +167,33 @@ describe("achievers.json_decode", function()
     assert.equals(achievers.null, require("cjson").null)
   end)
 
+  it("fills long objects and arrays completely; of two equal keys the last wins", function()
+    -- members go into a table made at its final size, 64 at a time
+    for _, n in ipairs { 1, 63, 64, 65, 128, 129, 1000 } do
+      local items, members = {}, {}
+      for i = 1, n do
+        items[i] = tostring(i)
+        members[i] = string.format('"k%d":[%d,{"v":%d}]', i, i, i)
+      end
+      local arr = d("[" .. table.concat(items, ",") .. "]")
+      assert.equals(n, #arr)
+      for i = 1, n do assert.equals(i, arr[i]) end
+      local obj = d("{" .. table.concat(members, ",") .. "}")
+      local count = 0
+      for k, v in pairs(obj) do
+        count = count + 1
+        assert.equals(tonumber(k:sub(2)), v[2].v)
+      end
+      assert.equals(n, count)
+    end
+    assert.same({ a = 3, b = 2 }, d('{"a":1,"b":2,"a":3}'))
+    local dup = { '"x":0' }
+    for i = 1, 100 do dup[#dup + 1] = string.format('"k%d":%d', i, i) end
+    dup[#dup + 1] = '"x":1'
+    assert.equals(1, d("{" .. table.concat(dup, ",") .. "}").x)
+    assert.same({ {}, {}, { {} } }, d("[{},[],[[]]]"))
+  end)
+
   it("returns nil and a message for bad JSON, never raises", function()
     for _, bad in ipairs { "", " ", "[1,]", '{"a"}', '"\\ud800"', "01", "-", "1.", "nul",
       ("["):rep(300), '"abc', "true false", '"\1"', "{'a':1}", "[1 2]" } do

@@ -265,13 +265,47 @@ static int json_literal(jparser *j, const char *word, size_t n)
 	return 1;
 }
 
+/* Objects and arrays collect their members on the stack and then go into a table made at its
+ * final size: no rehash while it fills, and no discarded part arrays for the collector. A long
+ * one moves its members into the table every JSON_CHUNK members, so the stack stays short. */
+#define JSON_CHUNK 64
+
+/* Moves the n pairs (object) or values (array) above stack slot `tbl` into the table there,
+ * making it first (sized for them) if *made is 0. `next` is the array index of the first
+ * value. */
+static void json_flush(lua_State *L, int tbl, int *made, int n, int is_array, int next)
+{
+	int i;
+	if (!*made) {
+		if (is_array)
+			lua_createtable(L, n, 0);
+		else
+			lua_createtable(L, 0, n);
+		lua_insert(L, tbl);
+		*made = 1;
+	}
+	if (is_array)
+		for (i = n - 1; i >= 0; i--)
+			lua_rawseti(L, tbl, next + i);
+	else {
+		/* in document order, so that of two equal keys the last wins, as with cjson */
+		for (i = 0; i < n; i++) {
+			lua_pushvalue(L, tbl + 1 + 2 * i);
+			lua_pushvalue(L, tbl + 2 + 2 * i);
+			lua_rawset(L, tbl);
+		}
+		lua_settop(L, tbl);
+	}
+}
+
 static int json_object(jparser *j)
 {
 	lua_State *L = j->L;
-	lua_newtable(L);
+	int tbl = lua_gettop(L) + 1, made = 0, n = 0;
 	skip_ws(j);
 	if (j->p < j->end && *j->p == '}') {
 		j->p++;
+		lua_newtable(L);
 		return 1;
 	}
 	for (;;) {
@@ -287,7 +321,10 @@ static int json_object(jparser *j)
 		j->p++;
 		if (!json_value(j))
 			return 0;
-		lua_rawset(L, -3);
+		if (++n == JSON_CHUNK) {
+			json_flush(L, tbl, &made, n, 0, 0);
+			n = 0;
+		}
 		skip_ws(j);
 		if (j->p < j->end && *j->p == ',') {
 			j->p++;
@@ -295,6 +332,7 @@ static int json_object(jparser *j)
 		}
 		if (j->p < j->end && *j->p == '}') {
 			j->p++;
+			json_flush(L, tbl, &made, n, 0, 0);
 			return 1;
 		}
 		return json_fail(j, "expected ',' or '}'");
@@ -304,17 +342,21 @@ static int json_object(jparser *j)
 static int json_array(jparser *j)
 {
 	lua_State *L = j->L;
-	int i = 0;
-	lua_newtable(L);
+	int tbl = lua_gettop(L) + 1, made = 0, n = 0, next = 1;
 	skip_ws(j);
 	if (j->p < j->end && *j->p == ']') {
 		j->p++;
+		lua_newtable(L);
 		return 1;
 	}
 	for (;;) {
 		if (!json_value(j))
 			return 0;
-		lua_rawseti(L, -2, ++i);
+		if (++n == JSON_CHUNK) {
+			json_flush(L, tbl, &made, n, 1, next);
+			next += n;
+			n = 0;
+		}
 		skip_ws(j);
 		if (j->p < j->end && *j->p == ',') {
 			j->p++;
@@ -322,6 +364,7 @@ static int json_array(jparser *j)
 		}
 		if (j->p < j->end && *j->p == ']') {
 			j->p++;
+			json_flush(L, tbl, &made, n, 1, next);
 			return 1;
 		}
 		return json_fail(j, "expected ',' or ']'");
@@ -336,7 +379,7 @@ static int json_value(jparser *j)
 		return json_fail(j, "unexpected end");
 	if (++j->depth > JSON_MAX_DEPTH)
 		return json_fail(j, "nested too deeply");
-	luaL_checkstack(j->L, 4, "JSON nested too deeply");
+	luaL_checkstack(j->L, 2 * JSON_CHUNK + 4, "JSON nested too deeply");
 	switch (*j->p) {
 	case '{':
 		j->p++;
