@@ -222,11 +222,6 @@ static int client_async(lua_State *L)
 	return 1;
 }
 
-/* client:poll([timeout]): drives transfers for up to timeout seconds (returning as soon as
- * something finished), then calls the on_done callbacks of finished requests, and resumes the
- * tasks waiting for them, within a budget of POLL_BUDGET so a frame is never held up by a
- * burst (what is left goes to the next poll). Returns how many it reported. A callback that
- * raises does not stop the others; the first such error is raised once all have run. */
 /* Puts the finished, unreported requests (the core's done list, looked up in the pending table
  * at `pending`) into a new list pushed on the stack; returns how many. */
 static int collect_finished(lua_State *L, ach_core *core, int pending)
@@ -248,19 +243,32 @@ static int collect_finished(lua_State *L, ach_core *core, int pending)
 	return n;
 }
 
+/* client:poll([timeout]): when nothing waits to be reported, drives transfers for up to
+ * timeout seconds (returning as soon as something finished); then calls the on_done callbacks
+ * of finished requests, and resumes the tasks waiting for them, in the order they finished and
+ * within a budget of POLL_BUDGET from the start of the call, so a frame is never held up by a
+ * burst (what is left goes to the next poll; at least one is reported, except that a poll(0)
+ * whose transfers used the whole budget leaves them all to the next one). Returns how many it
+ * reported. A callback that raises does not stop the others; the first such error is raised
+ * once all have run. */
 static int client_poll(lua_State *L)
 {
 	ach_core *core = ach_client_core(L, 1);
 	double timeout = luaL_optnumber(L, 2, 0), started;
-	int pending, list, n, i;
+	int pending, list, n, i, report = 1;
 	luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
 	ach_check_not_in_hook(L, core, "client:poll");
 	lua_settop(L, 1);
 	core->L = L;
 	started = ach_now();
-	if (core->done_head == NULL)
-		ach_driver_run(core, NULL, started + timeout);
 	if (core->done_head == NULL) {
+		ach_driver_run(core, NULL, started + timeout);
+		/* poll(0) is a frame's slice: when moving bytes took the budget, what finished
+		 * is reported by the next poll */
+		if (timeout == 0 && ach_now() - started > POLL_BUDGET)
+			report = 0;
+	}
+	if (core->done_head == NULL || !report) {
 		n = ach_spawn_resume_idle(L, 1);
 		ach_raise_hook_error(L, core);
 		lua_pushinteger(L, n);
