@@ -380,8 +380,13 @@ void ach_hook_rate_limit(ach_core *core, ach_exchange *ex, double wait);
 int ach_driver_init(ach_core *core); /* 0 or -1 */
 void ach_driver_free(ach_core *core);
 /* Runs transfers until `until` (monotonic), or until `target` is done, or (target NULL) until
- * any exchange finishes. Never blocks when until <= now. Returns how many finished. */
-int ach_driver_run(ach_core *core, ach_exchange *target, double until);
+ * any exchange finishes, or until `budget` seconds of work are used (INFINITY: no budget; at
+ * least one unit of work, a transfer started or a socket served, is always done). Never
+ * blocks when until <= now. Returns how many finished. */
+int ach_driver_run(ach_core *core, ach_exchange *target, double until, double budget);
+/* Seconds of work a call made from a frame (poll(0), async) may spend before it leaves the
+ * rest to the next poll. */
+#define ACH_FRAME_BUDGET 0.00025
 void ach_driver_cancel(ach_core *core, ach_exchange *ex);
 
 /* ---- client.c, request.c --------------------------------------------------------------- */

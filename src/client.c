@@ -831,7 +831,7 @@ int ach_client_run(lua_State *L, int cl, ach_exchange *ex)
 	core->L = L;
 	ach_exchange_schedule(ex);
 	while (!ach_exchange_done(ex)) {
-		ach_driver_run(core, ex, INFINITY);
+		ach_driver_run(core, ex, INFINITY, INFINITY);
 		if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL &&
 		    ex->slot != NULL && ex->slot->fetching == NULL) {
 			ach_exchange_cancel(ex);

@@ -6,9 +6,15 @@
  * let libcurl work, hand finished answers back to the engine. Connections stay in the multi
  * handle's cache, so calls reuse them (keep-alive, HTTP/2 multiplexing where offered).
  *
+ * libcurl is driven by its socket interface: it tells us which sockets to watch and when its
+ * next timeout is; one poll() over those sockets finds the ready ones, and libcurl works only
+ * on their transfers, told what is ready, so it need not poll each socket again. A poll(0)
+ * with 16 transfers in flight and nothing arrived is then one system call.
+ *
  * libcurl never calls into Lua from here: the write and header callbacks only append bytes.
  */
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,13 @@ typedef struct driver {
 	transfer *free_list;
 	int active;
 	unsigned round; /* step_runnable's pass number (exchanges remember the last they saw) */
+	struct pollfd *fds; /* the sockets libcurl wants watched, with what for */
+	int nfds, capfds;
+	struct pollfd *ready; /* poll()'s copy: libcurl may change fds while it acts */
+	double timer; /* when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT); < 0: never */
+	int next_fd;  /* where the next pump starts looking at ready sockets (round robin) */
+	double budget_end; /* this run's work budget ends (monotonic; INFINITY: none) */
+	int units;    /* units of work done in this run: a transfer started, a socket served */
 } driver;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -42,6 +55,51 @@ static CURLcode global_rc = CURLE_FAILED_INIT;
 static void global_init(void)
 {
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: libcurl says which sockets to watch, and for what. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	driver *d = userp;
+	int i;
+	(void)easy;
+	(void)socketp;
+	for (i = 0; i < d->nfds; i++)
+		if (d->fds[i].fd == s)
+			break;
+	if (what == CURL_POLL_REMOVE) {
+		if (i < d->nfds)
+			d->fds[i] = d->fds[--d->nfds];
+		return 0;
+	}
+	if (i == d->nfds) {
+		if (d->nfds == d->capfds) {
+			int cap = d->capfds ? d->capfds * 2 : 16;
+			struct pollfd *f = realloc(d->fds, (size_t)cap * sizeof *f);
+			struct pollfd *r = f ? realloc(d->ready, (size_t)cap * sizeof *r) : NULL;
+			if (f != NULL)
+				d->fds = f;
+			if (r == NULL)
+				return -1; /* libcurl fails the transfer */
+			d->ready = r;
+			d->capfds = cap;
+		}
+		d->nfds++;
+		d->fds[i].fd = s;
+	}
+	d->fds[i].events = (short)(((what & CURL_POLL_IN) ? POLLIN : 0) |
+				   ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+	d->fds[i].revents = 0;
+	return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when libcurl next wants to run its timeouts. */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	driver *d = userp;
+	(void)multi;
+	d->timer = timeout_ms < 0 ? -1 : ach_now() + (double)timeout_ms / 1000.0;
+	return 0;
 }
 
 int ach_driver_init(ach_core *core)
@@ -58,7 +116,12 @@ int ach_driver_init(ach_core *core)
 		free(d);
 		return -1;
 	}
+	d->timer = -1;
 	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
+	curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
 	d->share = curl_share_init();
 	if (d->share != NULL)
 		curl_share_setopt(d->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
@@ -87,6 +150,8 @@ void ach_driver_free(ach_core *core)
 	curl_multi_cleanup(d->multi);
 	if (d->share != NULL)
 		curl_share_cleanup(d->share);
+	free(d->fds);
+	free(d->ready);
 	free(d);
 	core->driver = NULL;
 }
@@ -305,9 +370,17 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 	ach_buf_free(&msg);
 }
 
+/* Whether the run's budget is used up. The first unit of work is always done, so that every
+ * run moves something. */
+static int over_budget(driver *d)
+{
+	return d->units > 0 && d->budget_end != INFINITY && ach_now() >= d->budget_end;
+}
+
 /* Steps the runnable exchanges; returns the earliest wake-up time (or `until`). A step can run
  * Lua hooks, which may change the list, so no pointer into it is kept across a step: each
- * round walks from the head and takes the first exchange it has not stepped yet. */
+ * round walks from the head and takes the first exchange it has not stepped yet. A transfer
+ * is started and sent at once, within the run's budget. */
 static double step_runnable(ach_core *core, double now, double until, int *progress)
 {
 	driver *d = core->driver;
@@ -323,7 +396,7 @@ static double step_runnable(ach_core *core, double now, double until, int *progr
 				continue; /* it wants to send: it waits for a free transfer */
 			break;
 		}
-		if (ex == NULL)
+		if (ex == NULL || over_budget(d))
 			break;
 		switch (ach_exchange_step(ex, now)) {
 		case ACH_STEP_SEND:
@@ -333,7 +406,13 @@ static double step_runnable(ach_core *core, double now, double until, int *progr
 				r.failure = ACH_KIND_NETWORK;
 				r.message = "could not start the transfer (out of memory)";
 				ach_exchange_response(ex, &r, now);
+			} else {
+				/* on the wire now: libcurl starts a new transfer from its timer */
+				int running;
+				d->timer = -1;
+				curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 			}
+			d->units++;
 			*progress = 1;
 			break;
 		case ACH_STEP_WAIT:
@@ -348,30 +427,73 @@ static double step_runnable(ach_core *core, double now, double until, int *progr
 	return wake;
 }
 
-int ach_driver_run(ach_core *core, ach_exchange *target, double until)
+int ach_driver_run(ach_core *core, ach_exchange *target, double until, double budget)
 {
+	driver *d = core->driver;
 	int n;
+	d->budget_end = budget == INFINITY ? INFINITY : ach_now() + budget;
+	d->units = 0;
 	core->in_driver++;
 	n = driver_loop(core, target, until);
 	core->in_driver--;
 	return n;
 }
 
+/* Waits up to ms milliseconds (0: not at all) for a watched socket to be ready, then lets
+ * libcurl act on its timeouts if they are due and on the ready sockets, within the run's
+ * budget (the sockets left ready are found again by the next pump). */
+static void pump(driver *d, int ms)
+{
+	int n = d->nfds, i, k, ready = 0, running;
+	if (n > 0) {
+		memcpy(d->ready, d->fds, (size_t)n * sizeof *d->ready);
+		ready = poll(d->ready, (nfds_t)n, ms);
+	} else if (ms > 0) {
+		poll(NULL, 0, ms); /* only a timeout (or an exchange waking up) to wait for */
+	}
+	if (d->timer >= 0 && d->timer <= ach_now()) {
+		d->timer = -1;
+		curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	for (k = 0; k < n && ready > 0; k++) {
+		int ev = 0;
+		short re;
+		i = (d->next_fd + k) % n;
+		re = d->ready[i].revents;
+		if (re == 0)
+			continue;
+		if (over_budget(d)) {
+			d->next_fd = i; /* first in line next time */
+			return;
+		}
+		ready--;
+		if (re & (POLLIN | POLLHUP))
+			ev |= CURL_CSELECT_IN;
+		if (re & POLLOUT)
+			ev |= CURL_CSELECT_OUT;
+		if (re & (POLLERR | POLLNVAL))
+			ev |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(d->multi, d->ready[i].fd, ev, &running);
+		d->units++;
+	}
+	d->next_fd = n > 0 ? (d->next_fd + 1) % n : 0;
+}
+
 static int driver_loop(ach_core *core, ach_exchange *target, double until)
 {
 	driver *d = core->driver;
 	unsigned finished0 = core->finished;
+	int wait_ms = 0;
 	for (;;) {
-		double now = ach_now(), wake;
-		int running = 0, progress = 0, msgs;
-		long curl_ms = -1;
+		double now, wake;
+		int progress = 0, msgs;
 		CURLMsg *m;
 		ach_exchange *ex;
 
 		/* exchanges that are runnable but wait for a free transfer slot are re-stepped
 		 * only when one frees up; the others get stepped now */
-		wake = step_runnable(core, now, until, &progress);
-		curl_multi_perform(d->multi, &running);
+		wake = step_runnable(core, ach_now(), until, &progress);
+		pump(d, progress ? 0 : wait_ms);
 		while ((m = curl_multi_info_read(d->multi, &msgs)) != NULL) {
 			transfer *t = NULL;
 			if (m->msg != CURLMSG_DONE)
@@ -383,28 +505,26 @@ static int driver_loop(ach_core *core, ach_exchange *target, double until)
 		if (target != NULL ? ach_exchange_done(target) : core->finished != finished0)
 			break;
 		now = ach_now();
-		if (now >= until)
+		if (now >= until || over_budget(d))
 			break;
+		wait_ms = 0;
 		if (progress)
 			continue;
-		/* nothing moved: sleep in curl until a socket is ready, a transfer times out or an
-		 * exchange wakes up */
+		/* nothing moved: the next pump sleeps until a socket is ready, libcurl's timeout
+		 * or an exchange's wake-up */
 		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable)
 			if (ex->transfer == NULL && ach_exchange_wake(ex) == 0 &&
 			    d->active < core->opt.max_concurrency)
 				wake = now; /* runnable right away */
-		curl_multi_timeout(d->multi, &curl_ms);
+		if (d->active == 0 && core->runnable == NULL && d->timer < 0)
+			break; /* nothing in flight and nothing to step: nothing to wait for */
 		{
 			double w = wake - now;
-			int ms;
-			if (curl_ms >= 0 && curl_ms / 1000.0 < w)
-				w = curl_ms / 1000.0;
+			if (d->timer >= 0 && d->timer - now < w)
+				w = d->timer - now;
 			if (w > 1.0)
 				w = 1.0;
-			ms = w <= 0 ? 0 : (int)ceil(w * 1000);
-			if (running == 0 && core->runnable == NULL)
-				break; /* nothing in flight and nothing to step: nothing to wait for */
-			curl_multi_poll(d->multi, NULL, 0, ms, NULL);
+			wait_ms = w <= 0 ? 0 : (int)ceil(w * 1000);
 		}
 	}
 	return (int)(core->finished - finished0);

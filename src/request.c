@@ -23,7 +23,7 @@
 
 /* Seconds of result decoding and callbacks one poll may spend before it leaves the rest of
  * the finished requests to the next poll (at least one is always reported). */
-#define POLL_BUDGET 0.00025
+#define POLL_BUDGET ACH_FRAME_BUDGET
 
 typedef struct request {
 	ach_exchange *ex; /* in the userdata at field `ex` of the user value */
@@ -146,7 +146,7 @@ static void wait_for(lua_State *L, request *r)
 		ach_check_not_in_hook(L, core, "req:result()");
 	core->L = L;
 	while (!ach_exchange_done(ex)) {
-		ach_driver_run(core, ex, INFINITY);
+		ach_driver_run(core, ex, INFINITY, INFINITY);
 		if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL &&
 		    (ex->slot == NULL || ex->slot->fetching == NULL))
 			luaL_error(L, "achievers: internal error: request stalled");
@@ -216,7 +216,7 @@ static int client_async(lua_State *L)
 	ach_request_watch(L, req, 1);
 	ex->core->L = L;
 	ach_exchange_schedule(ex);
-	ach_driver_run(ex->core, NULL, 0); /* get it on the wire now; never blocks */
+	ach_driver_run(ex->core, NULL, 0, ACH_FRAME_BUDGET); /* on the wire now; never blocks */
 	lua_settop(L, req);
 	ach_raise_hook_error(L, ex->core);
 	return 1;
@@ -262,7 +262,7 @@ static int client_poll(lua_State *L)
 	core->L = L;
 	started = ach_now();
 	if (core->done_head == NULL) {
-		ach_driver_run(core, NULL, started + timeout);
+		ach_driver_run(core, NULL, started + timeout, timeout == 0 ? POLL_BUDGET : INFINITY);
 		/* poll(0) is a frame's slice: when moving bytes took the budget, what finished
 		 * is reported by the next poll */
 		if (timeout == 0 && ach_now() - started > POLL_BUDGET)
