@@ -112,6 +112,25 @@ describe("async", function()
     for i = 1, 16 do assert(reqs[i]:result()) end
   end)
 
+  it("poll(0) allocates nothing while nothing has finished", function()
+    -- a frame's poll that has nothing to report must not feed the garbage collector
+    assert(c:token())
+    sb:latency(500)
+    local reqs = {}
+    for i = 1, 8 do reqs[i] = c:async { path = "users/10726811" } end
+    for _ = 1, 5 do c:poll(0) end
+    collectgarbage("collect")
+    collectgarbage("stop")
+    local before = collectgarbage("count")
+    local reported = 0
+    for _ = 1, 100 do reported = reported + c:poll(0) end
+    local grown = collectgarbage("count") - before
+    collectgarbage("restart")
+    assert.equals(0, reported)
+    assert.equals(0, grown)
+    for i = 1, 8 do assert(reqs[i]:result()) end
+  end)
+
   it("poll(timeout) returns when something finished, not later", function()
     sb:latency(100)
     c:async { path = "users/10726811" }

@@ -142,12 +142,16 @@ int ach_spawn_resume_idle(lua_State *L, int cl)
 	cl = lua_absindex(L, cl);
 	push_root_table(L, cl, "tasks");
 	tasks = lua_gettop(L);
-	lua_newtable(L);
+	lua_pushnil(L); /* list: made only when a task is idle, so a frame's poll allocates nothing */
 	list = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, tasks) != 0) {
 		lua_getfield(L, -1, "idle");
 		if (lua_toboolean(L, -1)) {
+			if (n == 0) {
+				lua_newtable(L);
+				lua_replace(L, list);
+			}
 			lua_pushvalue(L, -3);
 			lua_rawseti(L, list, ++n);
 		}
