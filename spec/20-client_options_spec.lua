@@ -37,6 +37,9 @@ describe("achievers.client options", function()
     raises("option 'max_concurrency' must be a finite number >= 1", function()
       achievers.client { base_url = base, max_concurrency = 0 }
     end)
+    raises("option 'frame_budget' must be a finite number >= 0", function()
+      achievers.client { base_url = base, frame_budget = -1 }
+    end)
     raises("option 'limits' takes", function() achievers.client { base_url = base, limits = { fast = { 1, 1 } } } end)
     raises("option 'client_secret' must not contain CR", function()
       achievers.client { base_url = base, client_secret = "a\r\nb" }

@@ -131,6 +131,28 @@ describe("async", function()
     for i = 1, 8 do assert(reqs[i]:result()) end
   end)
 
+  it("poll(0) spreads a burst of answers over frames, within frame_budget", function()
+    local function finished_burst(client)
+      assert(client:token())
+      local reqs = {}
+      for i = 1, 5 do
+        reqs[i] = client:async { path = "users/10726811" }
+        reqs[i]:on_done(function() end)
+      end
+      for i = 1, 5 do assert(reqs[i]:result()) end -- all finished, none reported yet
+    end
+    local frugal = h.client(sb, { frame_budget = 0 })
+    assert.equals(0, frugal.frame_budget)
+    finished_burst(frugal)
+    local per_poll = {}
+    for i = 1, 6 do per_poll[i] = frugal:poll(0) end
+    assert.same({ 1, 1, 1, 1, 1, 0 }, per_poll) -- one step per poll
+    local lavish = h.client(sb, { frame_budget = 10 })
+    finished_burst(lavish)
+    assert.equals(5, lavish:poll(0))
+    assert.equals(1e-4, c.frame_budget) -- the default: a tenth of a millisecond
+  end)
+
   it("poll(timeout) returns when something finished, not later", function()
     sb:latency(100)
     c:async { path = "users/10726811" }

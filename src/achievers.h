@@ -211,6 +211,7 @@ typedef struct ach_options {
 	int rate_limit;
 	ach_limit limits[ACH_CLASS_COUNT];
 	int max_concurrency;
+	double frame_budget; /* seconds of work a poll(0) or an async call may do */
 	int insecure;
 	size_t max_response;
 } ach_options;
@@ -384,9 +385,9 @@ void ach_driver_free(ach_core *core);
  * least one unit of work, a transfer started or a socket served, is always done). Never
  * blocks when until <= now. Returns how many finished. */
 int ach_driver_run(ach_core *core, ach_exchange *target, double until, double budget);
-/* Seconds of work a call made from a frame (poll(0), async) may spend before it leaves the
- * rest to the next poll. */
-#define ACH_FRAME_BUDGET 0.00025
+/* The default of the frame_budget option: seconds of work a call made from a frame (poll(0),
+ * async) may spend before it leaves the rest to the next poll. */
+#define ACH_FRAME_BUDGET 0.0001
 void ach_driver_cancel(ach_core *core, ach_exchange *ex);
 
 /* ---- client.c, request.c --------------------------------------------------------------- */

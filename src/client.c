@@ -251,7 +251,7 @@ static const char *const option_names[] = {
 	"base_url", "client_id", "client_secret", "scope", "redirect_uri", "token_auth", "token",
 	"on_token", "refresh_window", "timeout", "connect_timeout", "retries", "retry_max_wait",
 	"rate_limit", "limits", "max_concurrency", "ca_file", "insecure", "proxy", "user_agent",
-	"on_request", "on_rate_limit", "allow_http", "max_response_size", NULL,
+	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget", NULL,
 };
 
 static int opt_type(lua_State *L, int opts, const char *name, int type)
@@ -479,6 +479,7 @@ static void read_options(lua_State *L, int opts, ach_core *core)
 	o->rate_limit = opt_boolean(L, opts, "rate_limit", 1);
 	opt_limits(L, opts, o);
 	o->max_concurrency = opt_integer(L, opts, "max_concurrency", 8, 1);
+	o->frame_budget = opt_number(L, opts, "frame_budget", ACH_FRAME_BUDGET, 0);
 	o->insecure = opt_boolean(L, opts, "insecure", 0);
 	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 32.0 * 1024 * 1024, 1);
 	if (opt_type(L, opts, "on_token", LUA_TFUNCTION))
@@ -1109,6 +1110,8 @@ static int client_index(lua_State *L)
 		lua_pushnumber(L, o->refresh_window);
 	else if (strcmp(k, "max_concurrency") == 0)
 		lua_pushinteger(L, o->max_concurrency);
+	else if (strcmp(k, "frame_budget") == 0)
+		lua_pushnumber(L, o->frame_budget);
 	else if (strcmp(k, "rate_limit") == 0)
 		lua_pushboolean(L, o->rate_limit);
 	else if (strcmp(k, "limits") == 0) {

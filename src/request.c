@@ -21,9 +21,6 @@
 
 #include "achievers.h"
 
-/* Seconds of result decoding and callbacks one poll may spend before it leaves the rest of
- * the finished requests to the next poll (at least one is always reported). */
-#define POLL_BUDGET ACH_FRAME_BUDGET
 
 typedef struct request {
 	ach_exchange *ex; /* in the userdata at field `ex` of the user value */
@@ -216,7 +213,7 @@ static int client_async(lua_State *L)
 	ach_request_watch(L, req, 1);
 	ex->core->L = L;
 	ach_exchange_schedule(ex);
-	ach_driver_run(ex->core, NULL, 0, ACH_FRAME_BUDGET); /* on the wire now; never blocks */
+	ach_driver_run(ex->core, NULL, 0, ex->core->opt.frame_budget); /* never blocks */
 	lua_settop(L, req);
 	ach_raise_hook_error(L, ex->core);
 	return 1;
@@ -246,7 +243,7 @@ static int collect_finished(lua_State *L, ach_core *core, int pending)
 /* client:poll([timeout]): when nothing waits to be reported, drives transfers for up to
  * timeout seconds (returning as soon as something finished); then calls the on_done callbacks
  * of finished requests, and resumes the tasks waiting for them, in the order they finished and
- * within a budget of POLL_BUDGET from the start of the call, so a frame is never held up by a
+ * within the frame_budget option from the start of the call, so a frame is never held up by a
  * burst (what is left goes to the next poll; at least one is reported, except that a poll(0)
  * whose transfers used the whole budget leaves them all to the next one). Returns how many it
  * reported. A callback that raises does not stop the others; the first such error is raised
@@ -254,7 +251,7 @@ static int collect_finished(lua_State *L, ach_core *core, int pending)
 static int client_poll(lua_State *L)
 {
 	ach_core *core = ach_client_core(L, 1);
-	double timeout = luaL_optnumber(L, 2, 0), started;
+	double timeout = luaL_optnumber(L, 2, 0), started, budget = core->opt.frame_budget;
 	int pending, list, n, i, report = 1;
 	luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
 	ach_check_not_in_hook(L, core, "client:poll");
@@ -262,10 +259,10 @@ static int client_poll(lua_State *L)
 	core->L = L;
 	started = ach_now();
 	if (core->done_head == NULL) {
-		ach_driver_run(core, NULL, started + timeout, timeout == 0 ? POLL_BUDGET : INFINITY);
+		ach_driver_run(core, NULL, started + timeout, timeout == 0 ? budget : INFINITY);
 		/* poll(0) is a frame's slice: when moving bytes took the budget, what finished
 		 * is reported by the next poll */
-		if (timeout == 0 && ach_now() - started > POLL_BUDGET)
+		if (timeout == 0 && ach_now() - started > budget)
 			report = 0;
 	}
 	if (core->done_head == NULL || !report) {
@@ -281,7 +278,7 @@ static int client_poll(lua_State *L)
 	for (i = 1; i <= n; i++) {
 		request *r;
 		/* a frame's budget: what is left is reported by the next poll */
-		if (i > 1 && ach_now() - started > POLL_BUDGET) {
+		if (i > 1 && ach_now() - started > budget) {
 			n = i - 1;
 			break;
 		}

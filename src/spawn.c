@@ -78,7 +78,7 @@ int ach_spawn_wait(lua_State *L, int cl, ach_exchange *ex)
 	lua_pop(L, 1);
 	ex->core->L = L;
 	ach_exchange_schedule(ex);
-	ach_driver_run(ex->core, NULL, 0, ACH_FRAME_BUDGET); /* on the wire now; never blocks */
+	ach_driver_run(ex->core, NULL, 0, ex->core->opt.frame_budget); /* never blocks */
 	ach_raise_hook_error(L, ex->core);
 	return lua_yield(L, 0);
 }
