@@ -6,8 +6,9 @@
 --   (b) our client, sequential client:get
 --   (c) LuaSocket / LuaSec, one request (one new connection) per call, + lua-cjson
 --   (d) our client:batch against 50 ms of server latency
--- plus poll(0) latency with 16 transfers in flight and resident memory over 10,000 requests,
--- and prints each target with its measured ratio and PASS or FAIL.
+-- plus poll(0) latency with 16 transfers in flight (in a child process per protocol and
+-- collector mode) and resident memory over 10,000 requests (in a child process), and prints
+-- each target with its measured ratio and PASS or FAIL.
 --
 -- Environment (set by `make bench`): ACHIEVERS_BUILD (the directory of achievers.so),
 -- ACHIEVERS_SANDBOX_BIN (the achievers-sandbox program), CC (default cc).
@@ -81,9 +82,9 @@ local function parse_args(argv)
         if not ({ seq = 1, batch = 1, poll = 1, memory = 1 })[s] then usage_error("unknown section %s", s) end
         opt.only[s] = true
       end
-    elseif a == "--child-memory" then
-      child = {}
-      for _ = 1, 7 do child[#child + 1] = value(a) end
+    elseif a == "--child-memory" or a == "--child-poll" then
+      child = { kind = a:sub(9) }
+      for _ = 1, a == "--child-poll" and 8 or 7 do child[#child + 1] = value(a) end
     else
       usage_error("unknown option %s (--help lists them)", a)
     end
@@ -232,7 +233,93 @@ local function memory_child(a)
   os.exit(0)
 end
 
-if child_args then memory_child(child_args) end
+-- ---- child process: poll(0) in a frame loop ------------------------------------------------
+
+local POLL_N, POLL_CONC = 200, 16
+
+-- Rounds of POLL_N async GETs driven by poll(0) in a 1 ms frame loop. Returns the durations
+-- of the poll(0) calls made while POLL_CONC transfers were in flight, their CPU times, how
+-- many requests each reported, and the wall time of each round.
+local function poll_rounds(clock, c, rounds, with_callbacks)
+  local samples, reported, walls, cpus = {}, {}, {}, {}
+  local function check(data, err)
+    if not data then die("async request failed: %s", tostring(err)) end
+  end
+  for round = 0, rounds do -- round 0 warms up: connections, TLS sessions
+    local done = 0
+    local t_start = clock.now()
+    for _ = 1, POLL_N do
+      local r = c:async { path = "users" }
+      if with_callbacks then r:on_done(check) end
+    end
+    local deadline = clock.now() + 30
+    for _ = 1, 100000 do
+      if done >= POLL_N then break end
+      if clock.now() > deadline then die("poll: requests did not finish in 30 s") end
+      local in_flight = POLL_N - done >= POLL_CONC
+      local c0, t0 = clock.cpu(), clock.now()
+      local k = c:poll(0)
+      local dt, dc = clock.now() - t0, clock.cpu() - c0
+      done = done + k
+      if round > 0 and in_flight then
+        samples[#samples + 1] = dt
+        cpus[#cpus + 1] = dc
+        reported[#reported + 1] = k
+      end
+      clock.sleep(0.001)
+    end
+    if done < POLL_N then die("poll: only %d of %d finished", done, POLL_N) end
+    if round > 0 then walls[#walls + 1] = clock.now() - t_start end
+  end
+  return samples, reported, walls, cpus
+end
+
+-- A fresh process, so that what the other sections loaded (LuaSec, lua-cjson, their results)
+-- does not weigh on the collector: the module, and a game's state of a[8] MB (entities in
+-- zones of 100, as a game keeps them), the collector in the mode a[6]. Prints one line of
+-- figures per variant.
+local function poll_child(a)
+  local achievers, clock = require("achievers"), require("benchutil")
+  local url, ca, id, secret, rounds, mode = a[1], a[2], a[3], a[4], tonumber(a[5]), a[6]
+  local world = {}
+  collectgarbage(mode)
+  while collectgarbage("count") < tonumber(a[8]) * 1024 do
+    local zone = {}
+    for i = 1, 100 do
+      zone[i] = { id = #world * 100 + i, x = i * 1.5, y = #world * 2.5, hp = 100,
+                  name = "entity " .. (#world * 100 + i), tags = { "npc", "zone" .. #world } }
+    end
+    world[#world + 1] = zone
+  end
+  collectgarbage("collect")
+  local c = achievers.client { base_url = url, client_id = id, client_secret = secret,
+                               ca_file = ca ~= "-" and ca or nil, rate_limit = false,
+                               max_concurrency = POLL_CONC }
+  assert(c:token())
+  local variants = a[7] == "both" and { true, false } or { true }
+  for _, with_callbacks in ipairs(variants) do
+    local samples, reported, walls, cpus = poll_rounds(clock, c, rounds, with_callbacks)
+    local s, idle, busy, maxk = sorted(samples), {}, {}, 0
+    for i, k in ipairs(reported) do
+      if k == 0 then idle[#idle + 1] = samples[i] else busy[#busy + 1] = samples[i] end
+      maxk = math.max(maxk, k)
+    end
+    idle, busy = sorted(idle), sorted(busy)
+    local cs = sorted(cpus)
+    print(string.format("variant=%s n=%d p50=%.9f p99=%.9f max=%.9f cp50=%.9f cp99=%.9f" ..
+                        " cmax=%.9f idle=%d idlep99=%.9f busy=%d busyp99=%.9f maxk=%d" ..
+                        " wall=%.6f heap=%.0f",
+                        with_callbacks and "callbacks" or "plain", #s, percentile(s, 50),
+                        percentile(s, 99), s[#s], percentile(cs, 50), percentile(cs, 99),
+                        cs[#cs], #idle, percentile(idle, 99), #busy, percentile(busy, 99),
+                        maxk, median(walls), collectgarbage("count")))
+  end
+  assert(#world >= 0) -- the state lives until the end
+  os.exit(0)
+end
+
+if child_args and child_args.kind == "memory" then memory_child(child_args) end
+if child_args and child_args.kind == "poll" then poll_child(child_args) end
 
 -- ---- servers and TLS material -------------------------------------------------------------------
 
@@ -564,77 +651,60 @@ local function section_batch(protos)
   end
 end
 
--- One protocol, one variant: rounds of N async GETs driven by poll(0) in a 1 ms frame loop.
--- Returns the durations of the poll(0) calls made while CONC transfers were in flight, how
--- many requests each of those calls reported, and the wall time of each round.
-local function poll_rounds(c, N, with_callbacks)
-  local samples, reported, walls, cpus = {}, {}, {}, {}
-  for round = 0, opt.poll_rounds do -- round 0 warms up: connections, TLS sessions
-    local done = 0
-    local t_start = clock.now()
-    for _ = 1, N do
-      local r = c:async { path = "users" }
-      if with_callbacks then
-        r:on_done(function(data, err)
-          if not data then die("async request failed: %s", tostring(err)) end
-        end)
-      end
-    end
-    local deadline = clock.now() + 30
-    for _ = 1, 100000 do
-      if done >= N then break end
-      if clock.now() > deadline then die("poll: requests did not finish in 30 s") end
-      local in_flight = N - done >= CONC
-      local c0, t0 = clock.cpu(), clock.now()
-      local k = c:poll(0)
-      local dt, dc = clock.now() - t0, clock.cpu() - c0
-      done = done + k
-      if round > 0 and in_flight then
-        samples[#samples + 1] = dt
-        cpus[#cpus + 1] = dc
-        reported[#reported + 1] = k
-      end
-      clock.sleep(0.001)
-    end
-    if done < N then die("poll: only %d of %d finished", done, N) end
-    if round > 0 then walls[#walls + 1] = clock.now() - t_start end
-  end
-  return samples, reported, walls, cpus
-end
+-- poll(0) in a frame loop: 200 async GETs, 16 in flight, 1 ms "frames"; each protocol and
+-- collector mode in a child process of its own (see poll_child)
+local POLL_SETUPS = {
+  { heap = 16, mode = "incremental", target = true,
+    about = "a game's state: 16 MB of entity tables; the collector in incremental mode, the" ..
+            "\n         default of a state a host creates with luaL_newstate" },
+  { heap = 0, mode = "incremental",
+    about = "a bare process, nothing but the module: every collector step is a whole cycle" ..
+            "\n         over its few hundred kB (not the target's setting)" },
+  { heap = 0, mode = "generational",
+    about = "a bare process in generational mode, which the lua5.4 program itself" ..
+            "\n         switches to (not the target's setting)" },
+}
 
--- poll(0) in a frame loop: 200 async GETs, 16 in flight, 1 ms "frames"
 local function section_poll(protos)
-  local N = 200
   print(string.format("\n== poll(0) with %d transfers in flight: %d async GETs /api/v5/users," ..
                       " server latency %d ms,\n   a 1 ms frame (sleep) between polls; %d timed" ..
-                      " rounds per protocol and variant after a warm-up round;" ..
-                      "\n   only calls made while %d transfers were in flight count", CONC, N,
-                      LAT * 1000, opt.poll_rounds, CONC))
+                      " rounds after a warm-up round, in a fresh Lua process\n   per protocol" ..
+                      " and setup; only calls made while %d transfers were in flight count",
+                      CONC, POLL_N, LAT * 1000,
+                      opt.poll_rounds, CONC))
   for _, pr in ipairs(protos) do
-    local c = new_client(pr.lat_srv, pr.ca, { max_concurrency = CONC })
-    for _, variant in ipairs { { true, "with on_done (bodies decoded inside poll)" },
-                               { false, "without callbacks (nothing decoded)" } } do
-      local samples, reported, walls, cpus = poll_rounds(c, N, variant[1])
-      local s, idle, busy, maxk = sorted(samples), {}, {}, 0
-      for i, k in ipairs(reported) do
-        if k == 0 then idle[#idle + 1] = samples[i] else busy[#busy + 1] = samples[i] end
-        maxk = math.max(maxk, k)
-      end
-      idle, busy = sorted(idle), sorted(busy)
-      local p50, p99, mx = percentile(s, 50), percentile(s, 99), s[#s]
-      local cs = sorted(cpus)
-      print(string.format("   %-5s %s:\n         %d calls: p50 %s  p99 %s  max %s" ..
-                          "\n         CPU time of the same calls: p50 %s  p99 %s  max %s" ..
-                          "\n         calls that reported nothing: %d, p99 %s; calls that" ..
-                          " reported 1..%d requests: %d, p99 %s;\n         %d GETs took %.0f ms (median)",
-                          pr.name, variant[2], #s, us(p50), us(p99), us(mx), us(percentile(cs, 50)),
-                          us(percentile(cs, 99)), us(cs[#cs]), #idle,
-                          us(percentile(idle, 99)), maxk, #busy, us(percentile(busy, 99)), N,
-                          median(walls) * 1e3))
-      if variant[1] then
-        target(pr.name:upper() .. " poll(0) with 16 in flight: p99 under 1 ms",
-               string.format("p99 %.0f us (p50 %.0f, max %.0f)", p99 * 1e6, p50 * 1e6, mx * 1e6),
-               "< 1000 us", p99 < 0.001)
+    for _, gc in ipairs(POLL_SETUPS) do
+      local cmd = table.concat({ "ACHIEVERS_BUILD=" .. sh_quote(BUILD), sh_quote(LUA),
+                                 "bench/run.lua", "--child-poll", sh_quote(pr.lat_srv.url),
+                                 sh_quote(pr.ca or "-"), sh_quote(pr.lat_srv.client_id),
+                                 sh_quote(pr.lat_srv.client_secret), tostring(opt.poll_rounds),
+                                 gc.mode, gc.target and "both" or "callbacks",
+                                 tostring(gc.heap) }, " ")
+      local p = assert(io.popen(cmd, "r"))
+      local out = p:read("a")
+      if not p:close() then die("poll child failed: %s", out) end
+      print(string.format("   %-5s %s:", pr.name, gc.about))
+      for line in out:gmatch("[^\n]+") do
+        local v = {}
+        for k, x in line:gmatch("(%w+)=(%S+)") do v[k] = tonumber(x) or x end
+        if v.variant then
+          local cb = v.variant == "callbacks"
+          print(string.format("     %s:\n         %d calls: p50 %s  p99 %s  max %s" ..
+                              "\n         CPU time of the same calls: p50 %s  p99 %s  max %s" ..
+                              "\n         calls that reported nothing: %d, p99 %s; calls that" ..
+                              " reported 1..%d requests: %d, p99 %s;\n         %d GETs took" ..
+                              " %.0f ms (median); Lua heap after the rounds %d kB",
+                              cb and "with on_done (bodies decoded inside poll)"
+                                 or "without callbacks (nothing decoded)",
+                              v.n, us(v.p50), us(v.p99), us(v.max), us(v.cp50), us(v.cp99),
+                              us(v.cmax), v.idle, us(v.idlep99), v.maxk, v.busy, us(v.busyp99),
+                              POLL_N, v.wall * 1e3, v.heap))
+          if cb and gc.target then
+            target(pr.name:upper() .. " poll(0) with 16 in flight: p99 under 1 ms",
+                   string.format("p99 %.0f us (p50 %.0f, max %.0f)", v.p99 * 1e6, v.p50 * 1e6,
+                                 v.max * 1e6), "< 1000 us", v.p99 < 0.001)
+          end
+        end
       end
     end
   end
