@@ -407,9 +407,9 @@ static double step_runnable(ach_core *core, double now, double until, int *progr
 				r.message = "could not start the transfer (out of memory)";
 				ach_exchange_response(ex, &r, now);
 			} else {
-				/* on the wire now: libcurl starts a new transfer from its timer */
+				/* on the wire now: libcurl starts a new transfer from its timer (and
+				 * tells on_timer its next deadline if that changes) */
 				int running;
-				d->timer = -1;
 				curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 			}
 			d->units++;
@@ -452,8 +452,16 @@ static void pump(driver *d, int ms)
 		poll(NULL, 0, ms); /* only a timeout (or an exchange waking up) to wait for */
 	}
 	if (d->timer >= 0 && d->timer <= ach_now()) {
+		/* the timer is one-shot: it has fired. libcurl sets the next through on_timer; should
+		 * it not (its earliest deadline unchanged), ask, so that no timeout is lost */
 		d->timer = -1;
 		curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		if (d->timer < 0) {
+			long next = -1;
+			curl_multi_timeout(d->multi, &next);
+			if (next >= 0)
+				d->timer = ach_now() + (double)next / 1000.0;
+		}
 	}
 	for (k = 0; k < n && ready > 0; k++) {
 		int ev = 0;
