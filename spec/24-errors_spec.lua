@@ -194,6 +194,31 @@ describe("achievers.json_decode", function()
     assert.same({ {}, {}, { {} } }, d("[{},[],[[]]]"))
   end)
 
+  it("decodes 199 levels of wide objects and arrays on every Lua (LuaJIT's C stack too)", function()
+    local members = {}
+    for i = 1, 63 do members[i] = string.format('"k%d":%d', i, i) end
+    local obj = string.rep("{" .. table.concat(members, ",") .. ',"n":', 199) .. "0" ..
+                string.rep("}", 199)
+    local items = {}
+    for i = 1, 127 do items[i] = tostring(i) end
+    local arr = string.rep("[" .. table.concat(items, ",") .. ",", 199) .. "0" .. string.rep("]", 199)
+    local o, depth = assert(d(obj)), 0
+    while type(o) == "table" do
+      depth = depth + 1
+      assert.equals(63, o.k63)
+      o = o.n
+    end
+    assert.equals(199, depth)
+    local a = assert(d(arr))
+    depth = 0
+    while type(a) == "table" do
+      depth = depth + 1
+      assert.equals(128, #a)
+      a = a[128]
+    end
+    assert.equals(199, depth)
+  end)
+
   it("returns nil and a message for bad JSON, never raises", function()
     for _, bad in ipairs { "", " ", "[1,]", '{"a"}', '"\\ud800"', "01", "-", "1.", "nul",
       ("["):rep(300), '"abc', "true false", '"\1"', "{'a':1}", "[1 2]" } do

@@ -58,6 +58,7 @@ typedef struct jparser {
 	const char *start, *p, *end;
 	const char *err;
 	int depth;
+	int held; /* stack slots the members waiting at every level take */
 } jparser;
 
 static int json_value(jparser *j);
@@ -267,8 +268,13 @@ static int json_literal(jparser *j, const char *word, size_t n)
 
 /* Objects and arrays collect their members on the stack and then go into a table made at its
  * final size: no rehash while it fills, and no discarded part arrays for the collector. A long
- * one moves its members into the table every JSON_CHUNK members, so the stack stays short. */
+ * one moves its members into the table every JSON_CHUNK members; and once JSON_HELD slots wait
+ * at all levels together, each level moves its members before taking another (LuaJIT and 5.1
+ * give a C function 8000 slots, and 200 levels with a chunk waiting at each would need more):
+ * deep nesting costs speed, never a failure. */
 #define JSON_CHUNK 64
+#define JSON_HELD 2048
+#define JSON_STACK_ROOM 8 /* slots a member needs: its key, its value, and json_flush's copies */
 
 /* Moves the n pairs (object) or values (array) above stack slot `tbl` into the table there,
  * making it first (sized for them) if *made is 0. `next` is the array index of the first
@@ -309,6 +315,13 @@ static int json_object(jparser *j)
 		return 1;
 	}
 	for (;;) {
+		if (n > 0 && j->held > JSON_HELD) {
+			json_flush(L, tbl, &made, n, 0, 0);
+			j->held -= 2 * n;
+			n = 0;
+		}
+		if (!lua_checkstack(L, JSON_STACK_ROOM))
+			return json_fail(j, "nested too deeply");
 		skip_ws(j);
 		if (j->p >= j->end || *j->p != '"')
 			return json_fail(j, "expected a string key");
@@ -321,8 +334,10 @@ static int json_object(jparser *j)
 		j->p++;
 		if (!json_value(j))
 			return 0;
+		j->held += 2;
 		if (++n == JSON_CHUNK) {
 			json_flush(L, tbl, &made, n, 0, 0);
+			j->held -= 2 * n;
 			n = 0;
 		}
 		skip_ws(j);
@@ -333,6 +348,7 @@ static int json_object(jparser *j)
 		if (j->p < j->end && *j->p == '}') {
 			j->p++;
 			json_flush(L, tbl, &made, n, 0, 0);
+			j->held -= 2 * n;
 			return 1;
 		}
 		return json_fail(j, "expected ',' or '}'");
@@ -350,10 +366,20 @@ static int json_array(jparser *j)
 		return 1;
 	}
 	for (;;) {
+		if (n > 0 && j->held > JSON_HELD) {
+			json_flush(L, tbl, &made, n, 1, next);
+			j->held -= n;
+			next += n;
+			n = 0;
+		}
+		if (!lua_checkstack(L, JSON_STACK_ROOM))
+			return json_fail(j, "nested too deeply");
 		if (!json_value(j))
 			return 0;
+		j->held++;
 		if (++n == JSON_CHUNK) {
 			json_flush(L, tbl, &made, n, 1, next);
+			j->held -= n;
 			next += n;
 			n = 0;
 		}
@@ -365,6 +391,7 @@ static int json_array(jparser *j)
 		if (j->p < j->end && *j->p == ']') {
 			j->p++;
 			json_flush(L, tbl, &made, n, 1, next);
+			j->held -= n;
 			return 1;
 		}
 		return json_fail(j, "expected ',' or ']'");
@@ -379,7 +406,8 @@ static int json_value(jparser *j)
 		return json_fail(j, "unexpected end");
 	if (++j->depth > JSON_MAX_DEPTH)
 		return json_fail(j, "nested too deeply");
-	luaL_checkstack(j->L, 2 * JSON_CHUNK + 4, "JSON nested too deeply");
+	if (!lua_checkstack(j->L, JSON_STACK_ROOM))
+		return json_fail(j, "nested too deeply"); /* never raises: it runs inside the driver */
 	switch (*j->p) {
 	case '{':
 		j->p++;
@@ -425,6 +453,7 @@ int ach_json_decode(lua_State *L, const char *s, size_t n)
 	j.end = s + n;
 	j.err = NULL;
 	j.depth = 0;
+	j.held = 0;
 	if (json_value(&j)) {
 		skip_ws(&j);
 		if (j.p == j.end)
