@@ -80,7 +80,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 			if (f != NULL)
 				d->fds = f;
 			if (r == NULL)
-				return -1; /* libcurl fails the transfer */
+				return -1; /* out of memory: libcurl aborts the transfers */
 			d->ready = r;
 			d->capfds = cap;
 		}
@@ -117,6 +117,7 @@ int ach_driver_init(ach_core *core)
 		return -1;
 	}
 	d->timer = -1;
+	d->budget_end = INFINITY;
 	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
@@ -430,12 +431,17 @@ static double step_runnable(ach_core *core, double now, double until, int *progr
 int ach_driver_run(ach_core *core, ach_exchange *target, double until, double budget)
 {
 	driver *d = core->driver;
-	int n;
+	/* a hook may start a run of its own (client:async) inside this one: the outer run's
+	 * budget is its own again afterwards */
+	double outer_end = d->budget_end;
+	int outer_units = d->units, n;
 	d->budget_end = budget == INFINITY ? INFINITY : ach_now() + budget;
 	d->units = 0;
 	core->in_driver++;
 	n = driver_loop(core, target, until);
 	core->in_driver--;
+	d->budget_end = outer_end;
+	d->units = outer_units;
 	return n;
 }
 
