@@ -155,6 +155,25 @@ describe("async", function()
     assert.equals(1e-4, c.frame_budget) -- the default: a tenth of a millisecond
   end)
 
+  it("poll(timeout) keeps its own limits when a hook starts a request inside it", function()
+    sb:latency(300)
+    local hc, second
+    hc = h.client(sb, {
+      on_request = function(ev)
+        if ev.phase == "response" and not second then -- the token answer, inside poll
+          second = hc:async { path = "users/10726846" } -- a run of its own, with a frame budget
+        end
+      end,
+    })
+    local first = hc:async { path = "users/10726811" }
+    local t0 = now()
+    local n = hc:poll(5) -- returns when one of the two has finished, not before
+    assert.is_not_nil(second)
+    assert.equals(1, n)
+    assert.is_true(first:done() or second:done())
+    assert.is_true(now() - t0 >= 0.25, "poll(5) returned after " .. (now() - t0) .. " s")
+  end)
+
   it("poll(timeout) returns when something finished, not later", function()
     sb:latency(100)
     c:async { path = "users/10726811" }

@@ -251,6 +251,7 @@ struct ach_core {
 	ach_exchange *runnable; /* exchanges the driver must step (linked list) */
 	unsigned finished; /* exchanges that ever finished: a counter, for the driver to notice */
 	ach_exchange *done_head, *done_tail; /* finished watched exchanges poll has not reported */
+	int done_count;
 	int in_driver;     /* > 0 while the driver runs: hooks must not start blocking calls */
 	ach_buf spare[32]; /* answer buffers kept for reuse: no large malloc per request, so no */
 	int nspare;        /* allocator consolidation pause inside some frame's poll */

@@ -232,6 +232,7 @@ static void link_done(ach_exchange *ex)
 		c->done_head = ex;
 	c->done_tail = ex;
 	ex->in_done = 1;
+	c->done_count++;
 }
 
 static void unlink_done(ach_exchange *ex)
@@ -249,6 +250,7 @@ static void unlink_done(ach_exchange *ex)
 		c->done_tail = ex->done_prev;
 	ex->done_prev = ex->done_next = NULL;
 	ex->in_done = 0;
+	c->done_count--;
 }
 
 void ach_exchange_watch(ach_exchange *ex, int on)

@@ -219,27 +219,6 @@ static int client_async(lua_State *L)
 	return 1;
 }
 
-/* Puts the finished, unreported requests (the core's done list, looked up in the pending table
- * at `pending`) into a new list pushed on the stack; returns how many. */
-static int collect_finished(lua_State *L, ach_core *core, int pending)
-{
-	int n = 0, list;
-	ach_exchange *ex, *next;
-	lua_newtable(L);
-	list = lua_gettop(L);
-	for (ex = core->done_head; ex != NULL; ex = next) {
-		next = ex->done_next;
-		ach_rawgetp(L, pending, ex);
-		if (lua_isnil(L, -1)) {
-			ach_exchange_watch(ex, 0); /* no request object: nobody to report to */
-			lua_pop(L, 1);
-			continue;
-		}
-		lua_rawseti(L, list, ++n);
-	}
-	return n;
-}
-
 /* client:poll([timeout]): when nothing waits to be reported, drives transfers for up to
  * timeout seconds (returning as soon as something finished); then calls the on_done callbacks
  * of finished requests, and resumes the tasks waiting for them, in the order they finished and
@@ -252,7 +231,7 @@ static int client_poll(lua_State *L)
 {
 	ach_core *core = ach_client_core(L, 1);
 	double timeout = luaL_optnumber(L, 2, 0), started, budget = core->opt.frame_budget;
-	int pending, list, n, i, report = 1;
+	int pending, errslot, n, available, report = 1;
 	luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
 	ach_check_not_in_hook(L, core, "client:poll");
 	lua_settop(L, 1);
@@ -273,53 +252,50 @@ static int client_poll(lua_State *L)
 	}
 	push_pending(L, 1);
 	pending = lua_gettop(L);
-	n = collect_finished(L, core, pending);
-	list = lua_gettop(L);
-	for (i = 1; i <= n; i++) {
-		request *r;
+	lua_pushnil(L); /* the first error a callback raised */
+	errslot = lua_gettop(L);
+	/* the requests finished before this poll, from the head of the list: a request set to be
+	 * reported again by its own callback waits for the next poll */
+	available = core->done_count;
+	for (n = 0; n < available && core->done_head != NULL; ) {
+		ach_exchange *ex = core->done_head;
 		/* a frame's budget: what is left is reported by the next poll */
-		if (i > 1 && ach_now() - started > budget) {
-			n = i - 1;
+		if (n > 0 && ach_now() - started > budget)
 			break;
-		}
-		lua_rawgeti(L, list, i);
-		r = luaL_checkudata(L, -1, ACH_REQUEST_MT);
-		if (r->ex == NULL || !r->ex->in_done) {
-			/* a poll inside an earlier callback reported it, or result() consumed it */
-			lua_settop(L, list);
+		ach_rawgetp(L, pending, ex);
+		if (lua_isnil(L, -1)) {
+			ach_exchange_watch(ex, 0); /* no request object: nobody to report to */
+			lua_settop(L, errslot);
+			available--;
 			continue;
 		}
-		ach_request_watch(L, -1, 0);
-		push_field(L, -1, "thread");
+		n++;
+		push_cached_result(L, -1); /* before it leaves the list, should this raise */
+		ach_request_watch(L, -3, 0);
+		push_field(L, -3, "thread");
 		if (lua_isthread(L, -1)) {
 			/* a task waits for this one: resume it with the result */
 			lua_State *co = lua_tothread(L, -1);
 			lua_pop(L, 1);
-			push_cached_result(L, -1);
 			ach_spawn_resume(L, 1, co, 2);
-			lua_settop(L, list);
+			lua_settop(L, errslot);
 			continue;
 		}
 		lua_pop(L, 1);
-		push_field(L, -1, "on_done");
+		push_field(L, -3, "on_done");
 		if (lua_isfunction(L, -1)) {
-			push_cached_result(L, -2);
-			if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-				lua_getfield(L, list, "error");
-				if (lua_isnil(L, -1)) {
-					lua_pop(L, 1);
-					lua_setfield(L, list, "error"); /* keep the first */
-				}
-			}
+			lua_insert(L, -3); /* fn, data, err */
+			if (lua_pcall(L, 2, 0, 0) != LUA_OK && lua_isnil(L, errslot))
+				lua_replace(L, errslot); /* keep the first */
 		}
-		lua_settop(L, list);
+		lua_settop(L, errslot);
 	}
 	n += ach_spawn_resume_idle(L, 1);
 	ach_raise_hook_error(L, core);
-	lua_getfield(L, list, "error");
-	if (!lua_isnil(L, -1))
+	if (!lua_isnil(L, errslot)) {
+		lua_pushvalue(L, errslot);
 		lua_error(L);
-	lua_pop(L, 1);
+	}
 	lua_pushinteger(L, n);
 	return 1;
 }
