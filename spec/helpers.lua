@@ -1,6 +1,6 @@
 -- Shared spec helpers: the module under test, a sandbox per spec file, a client on it, and a
--- tiny scripted HTTP server (spec/support/canned_server.lua) for answers the sandbox never
--- gives (HTML error pages, truncated bodies).
+-- tiny scripted HTTP server (spec/support/scripted_server.lua) for answers the sandbox never
+-- gives (HTML error pages, truncated bodies, Retry-After dates).
 local M = {}
 
 M.build = os.getenv("ACHIEVERS_BUILD") or "build/5.4"
@@ -57,27 +57,40 @@ function M.free_port()
   return tonumber(port)
 end
 
--- Starts spec/support/canned_server.lua in its own process; returns its base URL and a stop
--- function. It answers each path with a scripted (possibly broken) HTTP answer.
-function M.canned_server()
-  local port = M.free_port()
-  local pidfile = os.tmpname()
-  os.execute(string.format("env -u LD_PRELOAD %s spec/support/canned_server.lua %d %s >/dev/null 2>&1 &",
-    M.lua, port, pidfile))
+-- Starts spec/support/scripted_server.lua in MODE on `port` (a free one when nil), in its own
+-- process; returns its base URL, a stop function and a stats function ({requests = {...},
+-- tokens = n}).
+function M.scripted_server(mode, port)
   local socket = require("socket")
+  port = port or M.free_port()
+  local pidfile = os.tmpname()
+  os.execute(string.format("env -u LD_PRELOAD %s spec/support/scripted_server.lua %d %s %s >/dev/null 2>&1 &",
+    M.lua, port, pidfile, mode))
   for _ = 1, 100 do
     local c = socket.connect("127.0.0.1", port)
     if c then c:close() break end
     socket.sleep(0.05)
   end
   local url = "http://127.0.0.1:" .. port
-  return url, function()
+  local function stop()
     local f = io.open(pidfile)
     local pid = f and f:read("*l")
     if f then f:close() end
     if pid and pid:match("^%d+$") then os.execute("kill " .. pid .. " 2>/dev/null") end
     os.remove(pidfile)
   end
+  local function stats()
+    local cl = M.achievers.client { base_url = url, retries = 0, rate_limit = false,
+      token = { access_token = "stats", expires_at = os.time() + 86400 } }
+    return assert(cl:get(url .. "/stats"))
+  end
+  return url, stop, stats
+end
+
+-- The scripted server's "canned" mode: each path gives a broken answer (see the server).
+function M.canned_server()
+  local url, stop = M.scripted_server("canned")
+  return url, stop
 end
 
 -- Every string a value holds, for "no secret anywhere" checks.

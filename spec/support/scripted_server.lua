@@ -1,7 +1,11 @@
--- A scripted HTTP/1.1 server for the reliability specs: answers the sandbox cannot give.
--- usage: lua scripted_server.lua PORT PIDFILE MODE   (serves until killed; at most 5 minutes)
+-- A scripted HTTP/1.1 server for specs: answers the sandbox never gives.
+-- usage: lua scripted_server.lua PORT PIDFILE MODE   (serves until killed; at most 10 minutes)
 --
 -- Every mode answers GET /stats with {"requests": {"METHOD /path": n}, "tokens": n}.
+--   canned         broken answers by path, 404 for any other API path: /api/v5/not-json (200,
+--                  not JSON), /api/v5/html-error (502 with an HTML page), /api/v5/empty (200,
+--                  no body), /api/v5/big (200, 200 kB), /api/v5/truncated (promises 1000
+--                  bytes, sends 20, closes).
 --   date_retry     GET /api/v5/users: the first answer is 503 with Retry-After as an HTTP
 --                  date two seconds ahead (and a Date header); then 200.
 --   fresh_tokens   the token endpoint hands out a new token on every request, valid for an
@@ -29,10 +33,10 @@ local function http_date(t)
   return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
 end
 
-local function answer(status, body, extra, now)
+local function answer(status, body, extra, now, ctype)
   return table.concat({
     "HTTP/1.1 ", status, "\r\n",
-    "Content-Type: application/json\r\n",
+    "Content-Type: ", ctype or "application/json", "\r\n",
     "Content-Length: ", #body, "\r\n",
     "Date: ", http_date(now or os.time()), "\r\n",
     extra or "",
@@ -77,6 +81,19 @@ local function route(method, path)
     if path == "/api/v5/huge" then return answer("200 OK", body) end
     return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n" .. body
   end
+  if mode == "canned" then
+    if path == "/api/v5/not-json" then return answer("200 OK", "this is not json") end
+    if path == "/api/v5/html-error" then
+      return answer("502 Bad Gateway", "<html><body><h1>502 Bad Gateway</h1></body></html>", nil,
+                    nil, "text/html")
+    end
+    if path == "/api/v5/empty" then return answer("200 OK", "") end
+    if path == "/api/v5/big" then return answer("200 OK", '{"items":"' .. string.rep("x", 200000) .. '"}') end
+    if path == "/api/v5/truncated" then
+      return 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"items":[{"id":1},'
+    end
+    return answer("404 Not Found", '{"error":"not_found"}')
+  end
   if method == "POST" and path == "/api/v5/recognitions" then
     return answer("201 Created", '{"id":' .. n .. "}")
   end
@@ -85,7 +102,7 @@ end
 
 local server = assert(socket.bind("127.0.0.1", port))
 server:settimeout(1)
-local deadline = os.time() + 300
+local deadline = os.time() + 600
 while os.time() < deadline do
   local c = server:accept()
   if c then
