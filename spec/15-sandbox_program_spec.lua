@@ -11,13 +11,7 @@ local function sh(cmd)
   return out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read_file = require("support.cli").slurp
 
 local running = {}   -- programs launched and not yet finished, ended by after_each
 

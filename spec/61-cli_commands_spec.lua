@@ -3,60 +3,9 @@
 local h = require("helpers")
 local cjson = require("cjson")
 
-local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- true when a shell command exits 0 (os.execute returns a number on 5.1, a boolean after)
-local function sh(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
--- The environment of a run: the build, a private HOME, and the sandbox's credentials.
--- Sanitizer settings (make test SAN=1) are passed on explicitly.
-local function env_prefix(env)
-  local parts = { "env", "-u ACHIEVERS_CONFIG -u ACHIEVERS_SCOPE -u XDG_CONFIG_HOME" }
-  for _, k in ipairs { "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS" } do
-    if os.getenv(k) then parts[#parts + 1] = k .. "=" .. q(os.getenv(k)) end
-  end
-  parts[#parts + 1] = "LUA_CPATH=" .. q(h.build .. "/?.so;;")
-  parts[#parts + 1] = "LUA_PATH=" .. q("src/lua/?.lua;;")
-  local keys = {}
-  for k in pairs(env) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do -- env(1) takes every -u before the first assignment
-    if env[k] == false then table.insert(parts, 2, "-u " .. k) end
-  end
-  for _, k in ipairs(keys) do
-    if env[k] ~= false then parts[#parts + 1] = k .. "=" .. q(env[k]) end
-  end
-  return table.concat(parts, " ")
-end
-
--- Runs `achievers ARGS...` (bounded to 60 s): exit status, stdout, stderr. The status goes
--- through a file: io.popen's close gives none on Lua 5.1.
-local function run(env, ...)
-  local args = {}
-  for i, a in ipairs { ... } do args[i] = q(a) end
-  local errfile, rcfile = os.tmpname(), os.tmpname()
-  local cmd = string.format("timeout 60 %s %s bin/achievers %s 2>%s; echo $? >%s", env_prefix(env), h.lua,
-    table.concat(args, " "), q(errfile), q(rcfile))
-  local p = io.popen(cmd, "r")
-  local out = p:read("*a")
-  p:close()
-  local err, code = slurp(errfile), tonumber(slurp(rcfile):match("%d+"))
-  os.remove(errfile)
-  os.remove(rcfile)
-  return code, out, err
-end
+local cli = require("support.cli")
+local q, sh, run, env_prefix = cli.q, cli.sh, cli.run, cli.env_prefix
+local function slurp(path) return cli.slurp(path) or "" end
 
 local function lines(s)
   local t = {}

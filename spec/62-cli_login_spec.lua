@@ -7,49 +7,8 @@ local http = require("sandbox_http")
 local socket = require("socket")
 local cjson = require("cjson")
 
-local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- true when a shell command exits 0 (os.execute returns a number on 5.1, a boolean after)
-local function sh(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function env_prefix(env)
-  local parts = { "env -u ACHIEVERS_CONFIG -u ACHIEVERS_SCOPE" }
-  for _, k in ipairs { "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS" } do
-    if os.getenv(k) then parts[#parts + 1] = k .. "=" .. q(os.getenv(k)) end
-  end
-  parts[#parts + 1] = "LUA_CPATH=" .. q(h.build .. "/?.so;;")
-  parts[#parts + 1] = "LUA_PATH=" .. q("src/lua/?.lua;;")
-  for k, v in pairs(env) do parts[#parts + 1] = k .. "=" .. q(v) end
-  return table.concat(parts, " ")
-end
-
--- Runs `achievers ARGS...` (bounded to 60 s): exit status (through a file: io.popen's close
--- gives none on Lua 5.1), stdout, stderr.
-local function run(env, ...)
-  local args = {}
-  for i, a in ipairs { ... } do args[i] = q(a) end
-  local errfile, rcfile = os.tmpname(), os.tmpname()
-  local p = io.popen(string.format("timeout 60 %s %s bin/achievers %s 2>%s; echo $? >%s", env_prefix(env),
-    h.lua, table.concat(args, " "), q(errfile), q(rcfile)))
-  local out = p:read("*a")
-  p:close()
-  local err, code = slurp(errfile) or "", tonumber((slurp(rcfile) or ""):match("%d+"))
-  os.remove(errfile)
-  os.remove(rcfile)
-  return code, out, err
-end
+local cli = require("support.cli")
+local q, sh, slurp, run, env_prefix = cli.q, cli.sh, cli.slurp, cli.run, cli.env_prefix
 
 -- Starts `achievers login ARGS...` in the background (at most 60 s); returns a handle with
 -- the files it writes and `wait()` for its exit status.

@@ -3,14 +3,8 @@
 local h = require("helpers")
 local socket = require("socket")
 
-local q = function(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- true when a shell command exits 0 (os.execute returns a number on 5.1, a boolean after)
-local function sh(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
+local cli = require("support.cli")
+local q, sh = cli.q, cli.sh
 
 local function have_tmux()
   return sh("command -v tmux >/dev/null 2>&1")
