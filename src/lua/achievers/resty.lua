@@ -177,6 +177,16 @@ function Client:_ensure_token()
   while ngx.now() < deadline do
     local locked = self.dict:add(self.lock, true, LOCK_TTL)
     if locked then
+      -- look again: another worker may have stored a token between our look and the lock
+      t, fresh = self:_shared_token()
+      if t and fresh then
+        self.dict:delete(self.lock)
+        if t.access_token ~= self.installed then
+          self.c:_set_token(t)
+          self.installed = t.access_token
+        end
+        return true
+      end
       -- the lock goes whatever happens, a raise included
       local ran, tok, err = pcall(self._run, self, self.c:_exchange("token", t ~= nil))
       if not ran then
