@@ -18,16 +18,7 @@ describe("achievers program", function()
 
   setup(function()
     sb = h.start_sandbox()
-    home = os.tmpname()
-    os.remove(home)
-    assert(sh("mkdir -p " .. q(home)))
-    env = {
-      HOME = home,
-      XDG_CONFIG_HOME = home .. "/cfg",
-      ACHIEVERS_BASE_URL = sb.url,
-      ACHIEVERS_CLIENT_ID = sb.client_id,
-      ACHIEVERS_CLIENT_SECRET = sb.client_secret,
-    }
+    home, env = cli.private_env(sb)
   end)
   teardown(function()
     sb:stop()

@@ -81,17 +81,9 @@ describe("achievers login", function()
 
   before_each(function()
     sb:reset()
-    home = os.tmpname()
-    os.remove(home)
+    home, env = cli.private_env(sb)
     dir = home .. "/run"
     assert(sh("mkdir -p " .. q(dir)))
-    env = {
-      HOME = home,
-      XDG_CONFIG_HOME = home .. "/cfg",
-      ACHIEVERS_BASE_URL = sb.url,
-      ACHIEVERS_CLIENT_ID = sb.client_id,
-      ACHIEVERS_CLIENT_SECRET = sb.client_secret,
-    }
   end)
   after_each(function()
     os.execute("rm -rf " .. q(home))

@@ -21,7 +21,6 @@
 
 #include "achievers.h"
 
-
 typedef struct request {
 	ach_exchange *ex; /* in the userdata at field `ex` of the user value */
 	int cached;       /* data and err are in the user value */

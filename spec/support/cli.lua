@@ -47,6 +47,21 @@ function M.env_prefix(env)
   return table.concat(parts, " ")
 end
 
+-- A private HOME (made here) and the environment of a program run against the sandbox sb:
+-- returns home, env.
+function M.private_env(sb)
+  local home = os.tmpname()
+  os.remove(home)
+  assert(M.sh("mkdir -p " .. q(home)))
+  return home, {
+    HOME = home,
+    XDG_CONFIG_HOME = home .. "/cfg",
+    ACHIEVERS_BASE_URL = sb.url,
+    ACHIEVERS_CLIENT_ID = sb.client_id,
+    ACHIEVERS_CLIENT_SECRET = sb.client_secret,
+  }
+end
+
 -- Runs `achievers ARGS...` (bounded to 60 s): exit status, stdout, stderr. The status goes
 -- through a file: io.popen's close gives none on Lua 5.1.
 function M.run(env, ...)

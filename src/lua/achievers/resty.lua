@@ -163,14 +163,19 @@ function Client:_shared_token()
   return t, t.expires_at - ngx.time() > self.refresh_window
 end
 
+-- Hands the engine the shared token t, unless it holds it already.
+function Client:_install(t)
+  if t.access_token ~= self.installed then
+    self.c:_set_token(t)
+    self.installed = t.access_token
+  end
+end
+
 -- Makes sure the engine holds a usable token, fetching one in at most one worker at a time.
 function Client:_ensure_token()
   local t, fresh = self:_shared_token()
   if t and fresh then
-    if t.access_token ~= self.installed then
-      self.c:_set_token(t)
-      self.installed = t.access_token
-    end
+    self:_install(t)
     return true
   end
   local deadline = ngx.now() + LOCK_TTL
@@ -181,10 +186,7 @@ function Client:_ensure_token()
       t, fresh = self:_shared_token()
       if t and fresh then
         self.dict:delete(self.lock)
-        if t.access_token ~= self.installed then
-          self.c:_set_token(t)
-          self.installed = t.access_token
-        end
+        self:_install(t)
         return true
       end
       -- the lock goes whatever happens, a raise included
@@ -204,17 +206,13 @@ function Client:_ensure_token()
     end
     -- another worker is fetching: a still-valid token will do meanwhile
     if t and t.expires_at > ngx.time() + 5 then
-      if t.access_token ~= self.installed then
-        self.c:_set_token(t)
-        self.installed = t.access_token
-      end
+      self:_install(t)
       return true
     end
     ngx.sleep(WAIT_STEP)
     t, fresh = self:_shared_token()
     if t and fresh then
-      self.c:_set_token(t)
-      self.installed = t.access_token
+      self:_install(t)
       return true
     end
   end
