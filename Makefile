@@ -4,6 +4,8 @@
 #   make test       install missing Debian packages (as root), build, run the whole spec suite
 #   make demo       build, start a sandbox, run the examples against it end to end
 #   make install    install into the Lua tree (the rockspec drives this through luarocks)
+#   make rock-check install the rock with luarocks for 5.1, 5.2, 5.3, 5.4 and LuaJIT into private
+#                   trees and load each one (LuaJIT's from nginx too)
 #   make lint       static checks of the C sources
 #   make test LUA=5.1   (5.1, 5.2, 5.3, 5.4 or jit) selects the Lua version
 #   make test SAN=1     build with AddressSanitizer and UBSan and run the suite under them
@@ -133,6 +135,11 @@ install: all
 	for f in $$(find bin -type f 2>/dev/null); do \
 	    install -m 755 $$f $(DESTDIR)$(INST_BINDIR)/; done
 
+# What users install is what we test: the rock, built by luarocks for each Lua it claims.
+rock-check: deps-build
+	@$(DEPS) rock
+	scripts/rock-check $(ROCK_LUAS)
+
 # --- benchmarks (bench/), fuzzing (fuzz/), API docs ----------------------------------------------
 bench: deps-build
 	@$(DEPS) bench
@@ -157,4 +164,4 @@ lint:
 clean:
 	rm -rf build
 
-.PHONY: FORCE all embed deps-build deps-test test demo install bench fuzz docs lint clean
+.PHONY: FORCE all embed deps-build deps-test test demo install rock-check bench fuzz docs lint clean

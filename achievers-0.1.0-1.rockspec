@@ -1,4 +1,5 @@
 -- The LuaRock of lua-achievers. Built offline with: luarocks make --deps-mode=none
+rockspec_format = "3.0"
 package = "achievers"
 version = "0.1.0-1"
 source = {
@@ -33,10 +34,21 @@ build = {
     WERROR = "",
   },
   install_target = "install",
+  -- the install target checks the build is current, so it must see the same flags as the build
+  -- (otherwise it rebuilds against the default Lua's headers)
   install_variables = {
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
     BUILD = "build/rock",
+    WERROR = "",
     INST_LIBDIR = "$(LIBDIR)",
     INST_LUADIR = "$(LUADIR)",
     INST_BINDIR = "$(BINDIR)",
   },
+}
+-- `luarocks test` runs the whole spec suite against the sandbox (make test: Lua 5.4 by default)
+test = {
+  type = "command",
+  command = "make test",
 }
