@@ -210,6 +210,39 @@ describe("achievers-sandbox under connection and memory pressure", function()
   end)
 end)
 
+describe("achievers-sandbox uploads", function()
+  it("keeps the newest 64 MiB of files: older ones are gone (410), memory stays bounded", function()
+    -- 60 uploads of 4 MiB: 240 MiB if every file were kept
+    local env = os.getenv("LD_PRELOAD") and ("ASAN_OPTIONS=" .. (os.getenv("ASAN_OPTIONS") or "") ..
+      ":quarantine_size_mb=8 ") or ""
+    local prog = http.launch("--port 0 --no-rate-limit", env)
+    local ok, e = pcall(function()
+      local tok = assert(http.request(prog.url, "POST", http.TOKEN_PATH, {json = {grant_type = "client_credentials",
+        scope = "read,write", client_id = prog.client_id, client_secret = prog.client_secret}})).json.access_token
+      local file = "\137PNG\r\n\26\n" .. string.rep("p", 4 * 1024 * 1024 - 8)
+      local body = "--b7\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n" ..
+        file .. "\r\n--b7--\r\n"
+      local urls = {}
+      for i = 1, 60 do
+        local res = assert(http.request(prog.url, "POST", "/api/v5/uploads", {token = tok, body = body,
+          headers = {["Content-Type"] = "multipart/form-data; boundary=b7"}}))
+        assert.equal(201, res.status, res.body)
+        urls[i] = res.json.url:sub(#prog.url + 1)
+      end
+      local rss = http.rss_kib(prog.pid)
+      print(string.format("\n  RSS %d KiB after 60 uploads of 4 MiB", rss))
+      -- 240 MiB of files if all were kept; 64 MiB are, plus what malloc holds on to
+      assert.is_true(rss < 170 * 1024, "RSS " .. rss .. " KiB")
+      assert.equal(410, assert(http.request(prog.url, "GET", urls[1])).status)
+      local last = assert(http.request(prog.url, "GET", urls[60]))
+      assert.equal(200, last.status)
+      assert.equal(file, last.body)
+    end)
+    prog.finish()
+    assert(ok, e)
+  end)
+end)
+
 describe("sandbox request log", function()
   it("keeps the last 64 requests and at most 64 KiB of each body", function()
     local sb = assert(sandbox.start{port = 0, rate_limit = false})

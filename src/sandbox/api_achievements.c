@@ -263,6 +263,11 @@ void sbx_h_upload_get(struct sbx_ctx *c)
         return;
     }
     u = &c->s->store->uploads[i];
+    if (u->data == NULL) {
+        sbx_reply_error(c->rp, 410, "gone", NULL, "upload %lld is no longer kept: the sandbox keeps the "
+                        "newest %u bytes of files", c->ids[0], SBX_UPLOAD_STORE_MAX);
+        return;
+    }
     if (sbx_buf_add(&b, u->data, u->size) != 0) {
         oom(c);
         return;

@@ -87,7 +87,8 @@
     /* limits */ \
     X(RATE_LIMITS,      "behaviour", "per token: GET /recognitions and /newsfeed-events 50/60 s each, others 500/120 s", DOC, "2.5; S1") \
     X(RATE_429,         "behaviour", "over a limit: 429 with Retry-After", INFERRED, "2.5") \
-    X(BODY_LIMITS,      "behaviour", "bodies over 1 MiB (uploads 8 MiB, files 5 MiB): 413", INFERRED, "this emulator")
+    X(BODY_LIMITS,      "behaviour", "bodies over 1 MiB (uploads 8 MiB, files 5 MiB): 413", INFERRED, "this emulator") \
+    X(UPLOAD_KEPT,      "behaviour", "the newest 64 MiB of files are kept; an older file's URL: 410", INFERRED, "this emulator")
 
 #define SBX_EV_ENUM(id, object, field, cls, source) SBX_EV_##id,
 enum sbx_evidence_id { SBX_EVIDENCE_LIST(SBX_EV_ENUM) SBX_EV_COUNT };

@@ -18,6 +18,7 @@
 #define SBX_BODY_LIMIT     (1u * 1024u * 1024u)   /* larger request bodies: 413 ... */
 #define SBX_UPLOAD_BODY_LIMIT (8u * 1024u * 1024u) /* ... except POST /uploads: up to this */
 #define SBX_UPLOAD_LIMIT   (5u * 1024u * 1024u)   /* larger files: 413 */
+#define SBX_UPLOAD_STORE_MAX (64u * 1024u * 1024u) /* bytes of files kept; older ones forgotten */
 #define SBX_TEXT_LIMIT     10000u                 /* recognitionText, description: bytes */
 #define SBX_TOKEN_LIFETIME (14LL * 24 * 3600)
 #define SBX_REISSUE_WINDOW (2LL * 3600)
@@ -221,7 +222,7 @@ struct sbx_upload {
     long long id;
     char *filename;
     char *content_type;
-    char *data;
+    char *data;             /* NULL once forgotten (SBX_UPLOAD_STORE_MAX) */
     size_t size;
     char sha256[65];
     long long created;
@@ -244,6 +245,7 @@ struct sbx_store {
     size_t nreactions[SBX_REACTION_KINDS], reactions_cap[SBX_REACTION_KINDS];
     struct sbx_upload *uploads;
     size_t nuploads, uploads_cap;
+    size_t upload_bytes;        /* bytes of files kept */
     long long next_rec_id, next_ach_id, next_event_id, next_reaction_id, next_upload_id;
     long long program_budget;   /* the program's account: points of achievements */
 };
