@@ -31,13 +31,14 @@ static void usage(FILE *out)
           "  --client-id ID      accept these client credentials (default: random ones)\n"
           "  --client-secret S\n"
           "  --redirect-uri URI  the registered redirect URI (default " SBX_DEFAULT_REDIRECT_URI ")\n"
-          "  --loopback-redirects  also accept any http redirect URI on a loopback host and any\n"
+          "  --loopback-redirects\n"
+          "                      also accept any http redirect URI on a loopback host and any\n"
           "                      port (127.0.0.1, localhost, [::1]; RFC 8252 7.3), for native apps\n"
           "  --refresh-tokens    user tokens come with a refresh_token\n"
-          "  --strict            serve only fields and behaviours with evidence (no inferred ones)\n"
+          "  --strict            serve no field classed inferred (see --evidence)\n"
           "  --user-budget P     every user's points budget (default: managers 25000, others 5000)\n"
           "  --program-budget P  the program's account for achievement points (default 1000000)\n"
-          "  --evidence          print the evidence table (markdown) and exit\n"
+          "  --evidence          print what each served field rests on (markdown) and exit\n"
           "  --help              this text\n",
           out);
 }

@@ -32,7 +32,7 @@ struct sbx_config {
     const char *client_secret;   /* NULL: random 64 hex */
     const char *redirect_uri;    /* the registered one; NULL: SBX_DEFAULT_REDIRECT_URI */
     int loopback_redirects;      /* also any http loopback redirect URI, any port (RFC 8252 7.3) */
-    int strict;                  /* serve only fields and behaviours with evidence (evidence.h) */
+    int strict;                  /* serve no field classed INFERRED (evidence.h) */
     long long user_budget;       /* every user's points budget; < 0: the seed's (by role) */
     long long program_budget;    /* the program's account for achievement points; < 0: seed's */
 };
