@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 
 #include "internal.h"
+#include "replay.h"
 
 #define SBX_CONN_MEMORY (64 * 1024)   /* per connection: larger header blocks get 431 */
 /* Bodies over SBX_BODY_LIMIT get 413; up to this size they are read (and dropped) first so the
@@ -385,7 +386,8 @@ static enum MHD_Result handle_request(struct sbx_server *s, struct MHD_Connectio
         c.rp = &rp;
         pthread_mutex_lock(&s->lock);
         c.now = sbx_now(s);
-        sbx_dispatch(&c);
+        if (!sbx_replay_answer(&c))   /* a recording answers first (replay.c) */
+            sbx_dispatch(&c);
         pthread_mutex_unlock(&s->lock);
         sbx_params_free(&c.query);
     }
@@ -528,6 +530,7 @@ static void server_free(struct sbx_server *s)
     free(s->codes);
     free(s->windows);
     sbx_store_free(s->store);
+    sbx_replay_free(s->replay);
     free(s->by_route);
     free((char *)s->fault.path);
     free(s->client_id);
