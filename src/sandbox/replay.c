@@ -629,9 +629,6 @@ static int seed_recognition(struct seed *sd, json_t *o)
     size_t i, k;
     int idx, c;
 
-    for (k = 0; k < st->nrecs; k++)
-        if (st->recs[k].id == id)
-            return 0;   /* already there (met twice, or the seed's own) */
     memset(&rec, 0, sizeof rec);
     rec.nominator = user_index(st, json_object_get(o, "nominator"));
     if (rec.nominator < 0 || json_array_size(noms) == 0)
@@ -654,6 +651,21 @@ static int seed_recognition(struct seed *sd, json_t *o)
         free(rec.nominees);
         free(rec.text);
         return rec.text == NULL ? -1 : 0;
+    }
+    for (k = 0; k < st->nrecs; k++) {
+        struct sbx_recognition *old = &st->recs[k];
+        if (old->id != id)
+            continue;
+        /* already there (the seed's own, or met before): the recording wins */
+        free(old->nominees);
+        free(old->text);
+        old->nominator = rec.nominator;
+        old->nominees = rec.nominees;
+        old->nnominees = rec.nnominees;
+        old->criterion = rec.criterion;
+        old->text = rec.text;
+        old->text_len = rec.text_len;
+        return 0;
     }
     if ((idx = sbx_store_add_recognition(st, &rec)) < 0)
         return -1;
