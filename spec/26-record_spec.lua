@@ -128,6 +128,17 @@ describe("recordings", function()
       assert.equals("<client_secret:1>", ex[1].request.body.client_secret)
       assert.equals("<client_id:1>", ex[1].request.body.client_id)
       assert.matches("^Basic <credentials:1>$", ex[1].request.headers.authorization)
+      -- a second client of this process on the same file: one session, one set of placeholders
+      -- (the sandbox hands it the same token again)
+      local c2 = h.client(sb, { record = path, on_token = on_token })
+      assert(c2:user(10726811))
+      ex = exchanges(path)
+      assert.equals("<client_secret:1>", ex[4].request.body.client_secret)
+      assert.equals("<access_token:1>", ex[4].response.body.access_token)
+      assert.equals("Bearer <access_token:1>", ex[5].request.headers.authorization)
+      local metas = 0
+      for _, o in ipairs(lines_of(path)) do if o.type == "meta" then metas = metas + 1 end end
+      assert.equals(1, metas)
     end)
 
     it("replaces codes, refresh tokens and user tokens of the authorization code flow", function()

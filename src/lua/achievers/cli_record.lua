@@ -190,10 +190,12 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- The report
 
--- Tokens: placeholder -> grant, from the recorded token requests.
+-- Tokens: "session:placeholder" -> grant, from the recorded token requests (placeholders are
+-- numbered per session: each recording process starts with a meta line).
 local function token_grants(path)
-  local grants = {}
+  local grants, session = {}, 0
   M.each_line(path, function(o)
+    if o.type == "meta" then session = session + 1 end
     if o.type == "exchange" and o.token_request and type(o.response) == "table" then
       local body = o.response.body
       local tok = type(body) == "table" and body.access_token
@@ -201,7 +203,7 @@ local function token_grants(path)
       local grant = type(rb) == "table" and rb.grant_type or
         (o.request and type(o.request.body_text) == "string" and
           o.request.body_text:match("grant_type=([%w_]+)"))
-      if type(tok) == "string" and grant then grants[tok] = grant end
+      if type(tok) == "string" and grant then grants[session .. ":" .. tok] = grant end
     end
   end)
   return grants
@@ -268,8 +270,9 @@ function M.report(path, opts)
     end
     local lf = assert(io.open(live, "rb"))
     local by_endpoint, order = {}, {}
-    local total, requests = 0, 0
+    local total, requests, session = 0, 0, 0
     M.each_line(path, function(o)
+      if o.type == "meta" then session = session + 1 end
       if o.type ~= "exchange" or o.token_request or type(o.request) ~= "table" or
           type(o.response) ~= "table" or tostring(o.request.path):match("^/oauth/") then
         return
@@ -277,7 +280,7 @@ function M.report(path, opts)
       local rq = o.request
       local auth = rq.headers and rq.headers.authorization or ""
       local placeholder = auth:match("^Bearer%s+(.*)$")
-      local g = placeholder and grants[placeholder]
+      local g = placeholder and grants[session .. ":" .. placeholder]
       local c = (g == "authorization_code" or g == "refresh_token") and user_client() or system
       local spec = { method = rq.method, path = rq.path, query = rq.query }
       if rq.body ~= nil then

@@ -486,10 +486,17 @@ function Recorder:event(ev)
   self:write(rec)
 end
 
+-- The clients of one process that record to one file share its recorder, so that a value
+-- has one placeholder in the whole session (weak: the last client gone, the file is closed).
+local open_recorders = setmetatable({}, { __mode = "v" })
+
 --- Opens (appends to) a recording; returns the function the client calls with each event.
 -- opts.pseudonymise: replace persons and ids too.
 function M.open(path, opts)
   opts = opts or {}
+  local key = path .. (opts.pseudonymise and "\0p" or "\0")
+  local shared = open_recorders[key]
+  if shared then return shared, nil end
   local f, err = io.open(path, "a")
   if not f then error("achievers.client: option 'record': cannot open " .. tostring(err), 0) end
   local self = setmetatable({
@@ -500,7 +507,9 @@ function M.open(path, opts)
   }, Recorder)
   -- a file that already holds lines: go on after them (placeholders restart per process, so
   -- a new meta line says where)
-  return function(ev) return self:event(ev) end, self
+  local fn = function(ev) return self:event(ev) end
+  open_recorders[key] = fn
+  return fn, self
 end
 
 M._Recorder = Recorder
