@@ -156,8 +156,8 @@ function Recorder:fake_word(w)
     self.nword = self.nword + 1
     f = fake_word(self.nword + 13)
     self.words[w] = f
+    self.lwords[w:lower()] = self.lwords[w:lower()] or f
     self.fakes[f] = true
-    if #w >= 3 then self.names[#self.names + 1] = w end
   end
   return f
 end
@@ -173,8 +173,8 @@ function Recorder:fake_username(u)
     self.nuser = self.nuser + 1
     f = format("user%d", self.nuser)
     self.users[u] = f
+    self.lusers[u:lower()] = self.lusers[u:lower()] or f
     self.fakes[f] = true
-    if #u >= 3 then self.names[#self.names + 1] = u end
     -- a username often holds the person's names: learn its parts too
     for part in u:gmatch("[%a][%a]+") do
       if #part >= 3 then self:fake_word(part:sub(1, 1):upper() .. part:sub(2)) end
@@ -190,10 +190,12 @@ function Recorder:fake_email(e)
     self.nemail = self.nemail + 1
     f = format("person%d@example.invalid", self.nemail)
     self.emails[e] = f
+    self.lemails[e:lower()] = self.lemails[e:lower()] or f
     self.fakes[f] = true
-    self.names[#self.names + 1] = e
     local localpart = e:match("^([^@]+)@")
-    if localpart and #localpart >= 3 then self.names[#self.names + 1] = localpart end
+    if localpart and not self.users[localpart] then -- "adele.olson@...": its names are words
+      for part in localpart:gmatch("%a%a%a+") do self:fake_word(part:sub(1, 1):upper() .. part:sub(2)) end
+    end
   end
   return f
 end
@@ -213,37 +215,30 @@ function Recorder:fake_path(p)
   return (p:gsub("/users/(%d+)", function(d) return "/users/" .. self:fake_id(d) end))
 end
 
--- Free text: known names, usernames and e-mail addresses replaced wherever they appear.
+-- A known person's word, username or address (any letter case), or nil.
+function Recorder:known(tok)
+  local f = self.emails[tok] or self.users[tok] or self.words[tok]
+  if f then return f end
+  local lower = tok:lower()
+  f = self.lwords[lower] or self.lusers[lower] or self.lemails[lower]
+  if f and tok == lower then return f:lower() end
+  return f
+end
+
+-- Free text: known names, usernames, e-mail addresses and user ids replaced wherever they
+-- appear as words ("Thanks Adele", "adele.olson's", "<adele@example.com>"). One pass.
 function Recorder:fake_text(s)
   s = s:gsub("%d+", function(d) local f = self.ids[d] return f and tostring(f) or d end)
-  if #self.names == 0 then return s end
-  table.sort(self.names, function(a, b) return #a > #b end) -- longest first
-  for _, n in ipairs(self.names) do
-    local f = self.emails[n] or self.users[n] or self.words[n]
-    if not f then
-      -- a local part of an address, or a part of a username
-      f = self.words[n:sub(1, 1):upper() .. n:sub(2)] or "x"
+  return (s:gsub("[%w_%.%-@+]+", function(tok)
+    local core, tail = tok:match("^(.-)([%.%-]*)$")
+    if core == "" then return nil end
+    local f = self:known(core)
+    if f then return f .. tail end
+    if core:find("[%._%-@]") then -- the parts of a username or an address
+      return (core:gsub("%a+", function(w) return self:known(w) end)) .. tail
     end
-    local i = 1
-    while true do
-      local a, b = s:find(n, i, true)
-      if not a then break end
-      s = s:sub(1, a - 1) .. f .. s:sub(b + 1)
-      i = a + #f
-    end
-    -- capitalisation variants of single words
-    local lower = n:lower()
-    if lower ~= n then
-      local j = 1
-      while true do
-        local a, b = s:find(lower, j, true)
-        if not a then break end
-        s = s:sub(1, a - 1) .. f:lower() .. s:sub(b + 1)
-        j = a + #f
-      end
-    end
-  end
-  return s
+    return nil
+  end))
 end
 
 -- A URL or path string in a body: ids in its path, references in its query.
@@ -503,7 +498,7 @@ function M.open(path, opts)
     path = path, file = f, pseudonymise = opts.pseudonymise and true or false,
     secrets = {}, counts = {}, net = {}, seq = 0, started = {},
     ids = {}, nid = 0, words = {}, nword = 0, users = {}, nuser = 0, emails = {}, nemail = 0,
-    names = {}, fakes = {},
+    lwords = {}, lusers = {}, lemails = {}, fakes = {},
   }, Recorder)
   -- a file that already holds lines: go on after them (placeholders restart per process, so
   -- a new meta line says where)
