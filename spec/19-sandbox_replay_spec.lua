@@ -66,6 +66,7 @@ end
 
 describe("sandbox replay", function()
   local sb, dir
+  local scan = require("support.record_scan").new()
 
   setup(function()
     sb = h.start_sandbox()
@@ -79,6 +80,7 @@ describe("sandbox replay", function()
     os.execute("rm -rf " .. q(dir))
   end)
   before_each(function() sb:reset() end)
+  after_each(function() scan.collect(sb) end)
 
   -- a recorded session: lists, one user, a 404, a recognition, the list again
   local function session(c, user)
@@ -290,5 +292,21 @@ describe("sandbox replay", function()
     local growth = (rss - base_rss) * 1024
     if os.getenv("SPEC_VERBOSE") then print("rss", base_rss, rss, growth, size) end
     assert.is_true(growth < size / 5, string.format("grew by %d bytes for a %d byte file", growth, size))
+  end)
+
+  -- last: every recording the specs above made (the generated 100 MB one is not a recording)
+  it("never wrote a token, secret, code or verifier to any recording", function()
+    scan.collect(sb)
+    assert.is_true(scan.count() >= 6, "too few secrets collected: " .. scan.count())
+    local p = assert(io.popen("ls " .. q(dir)))
+    local files = 0
+    for name in p:lines() do
+      if name:match("%.jsonl$") and name ~= "big.jsonl" then
+        files = files + 1
+        assert.is_nil(scan.find_in(cli.slurp(dir .. "/" .. name) or ""), name)
+      end
+    end
+    p:close()
+    assert.is_true(files >= 6, "only " .. files .. " recordings")
   end)
 end)
