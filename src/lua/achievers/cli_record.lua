@@ -270,7 +270,7 @@ function M.report(path, opts)
     end
     local lf = assert(io.open(live, "rb"))
     local by_endpoint, order = {}, {}
-    local total, requests, session = 0, 0, 0
+    local total, requests, session, skipped = 0, 0, 0, 0
     M.each_line(path, function(o)
       if o.type == "meta" then session = session + 1 end
       if o.type ~= "exchange" or o.token_request or type(o.request) ~= "table" or
@@ -278,6 +278,10 @@ function M.report(path, opts)
         return
       end
       local rq = o.request
+      if rq.body_omitted then -- an upload: its bytes were never recorded, so it cannot be sent
+        skipped = skipped + 1
+        return
+      end
       local auth = rq.headers and rq.headers.authorization or ""
       local placeholder = auth:match("^Bearer%s+(.*)$")
       local g = placeholder and grants[session .. ":" .. placeholder]
@@ -347,7 +351,8 @@ function M.report(path, opts)
       e.seen = nil
       eps[#eps + 1] = e
     end
-    return { endpoints = eps, differences = total, requests = requests, recording = path }
+    return { endpoints = eps, differences = total, requests = requests, recording = path,
+      skipped = skipped }
   end)
   sb:stop()
   os.remove(live)
@@ -390,7 +395,8 @@ function M.format(r)
     end
   end
   lines[#lines + 1] = format("%d requests, %d endpoints, %d differences", r.requests,
-    #r.endpoints, r.differences)
+    #r.endpoints, r.differences) .. (r.skipped > 0 and
+    format(" (%d uploads not sent: their bodies are not recorded)", r.skipped) or "")
   return concat(lines, "\n")
 end
 
