@@ -173,6 +173,8 @@ void ach_hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_
 	if (L == NULL)
 		return;
 	top = lua_gettop(L);
+	if (push_root_field(L, c, "recorder")) /* record option (record.c) */
+		ach_record_event(L, c, ex, phase, r);
 	if (push_root_field(L, c, "on_request")) {
 		ev = push_event(L, ex, phase);
 		if (r == NULL && ex->headers != NULL) {
@@ -251,7 +253,9 @@ static const char *const option_names[] = {
 	"base_url", "client_id", "client_secret", "scope", "redirect_uri", "token_auth", "token",
 	"on_token", "refresh_window", "timeout", "connect_timeout", "retries", "retry_max_wait",
 	"rate_limit", "limits", "max_concurrency", "ca_file", "insecure", "proxy", "user_agent",
-	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget", NULL,
+	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget",
+	"record", "record_pseudonymise", /* record.c */
+	NULL,
 };
 
 static int opt_type(lua_State *L, int opts, const char *name, int type)
@@ -552,6 +556,7 @@ int ach_client_new(lua_State *L)
 	lua_setfield(L, -2, "on_rate_limit");
 	lua_newtable(L);
 	lua_setfield(L, -2, "pending");
+	ach_record_setup(L, 1, -1); /* record option (record.c) */
 	ach_setuservalue(L, obj);
 	register_object(L, c->core, obj);
 	register_object(L, c->slot, obj);

@@ -457,6 +457,7 @@ struct sbx_server {
     struct sbx_window *windows;
     size_t nwindows, windows_cap;
     char mhd_log[256];                  /* libmicrohttpd's last message */
+    struct sbx_replay *replay;          /* answers from a recording (replay.c), or NULL */
 };
 
 long long sbx_now(struct sbx_server *s);   /* the emulator clock; lock held */

@@ -9,6 +9,7 @@
 
 #include "compat.h"
 #include "sandbox.h"
+#include "replay.h"
 
 #define SBX_TYPE "achievers.sandbox"
 
@@ -36,6 +37,7 @@ static const struct {
     {"client_id", LUA_TSTRING},    {"client_secret", LUA_TSTRING}, {"redirect_uri", LUA_TSTRING},
     {"refresh_tokens", LUA_TBOOLEAN}, {"limits", LUA_TTABLE},   {"loopback_redirects", LUA_TBOOLEAN},
     {"strict", LUA_TBOOLEAN},      {"user_budget", LUA_TNUMBER},   {"program_budget", LUA_TNUMBER},
+    {"replay", LUA_TSTRING},       {"replay_mode", LUA_TSTRING},   /* replay.c */
 };
 
 /* Raises unless every key of the table at `idx` is a known option of the right type. */
@@ -145,7 +147,8 @@ static int l_start(lua_State *L)
     static const char fn[] = "sandbox.start";
     struct sbx_config cfg;
     struct lsbx *u;
-    const char *expires;
+    const char *expires, *replay;
+    enum sbx_replay_mode replay_mode;
     char err[512];
 
     if (lua_isnoneornil(L, 1)) {
@@ -176,6 +179,11 @@ static int l_start(lua_State *L)
     cfg.user_budget = (long long)opt_integer(L, 1, "user_budget", -1, 0, 1000000000, fn);
     cfg.program_budget = (long long)opt_integer(L, 1, "program_budget", -1, 0, 1000000000, fn);
     opt_limits(L, 1, &cfg);
+    replay = opt_string(L, 1, "replay");   /* replay.c */
+    if (!sbx_replay_mode_parse(opt_string(L, 1, "replay_mode"), &replay_mode) ||
+        (replay == NULL && opt_string(L, 1, "replay_mode") != NULL))
+        luaL_error(L, "%s: option 'replay_mode' must be \"answer\", \"strict\" or \"seed\", "
+                      "with 'replay'", fn);
 
     /* the object exists (closed) before the server does, so __gc can always clean up */
     u = ach_newuserdata(L, sizeof *u);
@@ -185,6 +193,13 @@ static int l_start(lua_State *L)
     ach_setuservalue(L, -2);
     u->s = sbx_start(&cfg, err, sizeof err);
     if (u->s == NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    if (replay != NULL && sbx_replay_attach(u->s, replay, replay_mode, err, sizeof err) != 0) {
+        sbx_stop(u->s);
+        u->s = NULL;
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sandbox.h"
+#include "replay.h"
 
 static void usage(FILE *out)
 {
@@ -17,6 +18,7 @@ static void usage(FILE *out)
           "                         [--client-id ID --client-secret SECRET] [--redirect-uri URI]\n"
           "                         [--loopback-redirects] [--refresh-tokens] [--strict]\n"
           "                         [--user-budget POINTS] [--program-budget POINTS] [--evidence]\n"
+          "                         [--replay FILE [--replay-strict] | --seed-from FILE]\n"
           "\n"
           "Runs a local emulator of the Achievers Open API v5 on 127.0.0.1 until interrupted.\n"
           "  --port N            port to listen on (default 8080; 0 picks a free one)\n"
@@ -39,6 +41,10 @@ static void usage(FILE *out)
           "  --user-budget P     every user's points budget (default: managers 25000, others 5000)\n"
           "  --program-budget P  the program's account for achievement points (default 1000000)\n"
           "  --evidence          print what each served field rests on (markdown) and exit\n"
+          "  --replay FILE       answer the requests recorded in FILE (client option record)\n"
+          "                      with their recorded answers; others as the sandbox would\n"
+          "  --replay-strict     ... and others with a 501 naming the nearest recorded request\n"
+          "  --seed-from FILE    import the users and recognitions recorded in FILE\n"
           "  --help              this text\n",
           out);
 }
@@ -83,6 +89,8 @@ int main(int argc, char **argv)
     char err[512];
     long v;
     int i, sig;
+    const char *replay = NULL, *seed = NULL;
+    enum sbx_replay_mode replay_mode = SBX_REPLAY_ANSWER;
 
     sbx_config_defaults(&cfg);
     cfg.port = 8080;
@@ -107,6 +115,13 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--evidence") == 0) {
             sbx_evidence_markdown(stdout);
             return 0;
+        } else if (strcmp(a, "--replay-strict") == 0) {   /* replay.c */
+            replay_mode = SBX_REPLAY_STRICT;
+            takes = 0;
+        } else if (next != NULL && strcmp(a, "--replay") == 0) {
+            replay = next;
+        } else if (next != NULL && strcmp(a, "--seed-from") == 0) {
+            seed = next;
         } else if (next == NULL) {
             fprintf(stderr, "achievers-sandbox: %s needs a value\n", a);
             goto bad;
@@ -156,6 +171,10 @@ bad_value:
         fprintf(stderr, "achievers-sandbox: bad value for %s: %s\n", a, next);
         goto bad;
     }
+    if (replay_mode == SBX_REPLAY_STRICT && replay == NULL) {
+        fprintf(stderr, "achievers-sandbox: --replay-strict needs --replay FILE\n");
+        goto bad;
+    }
     if ((cfg.tls_cert_file == NULL) != (cfg.tls_key_file == NULL)) {
         fprintf(stderr, "achievers-sandbox: --tls-cert and --tls-key go together\n");
         goto bad;
@@ -171,6 +190,12 @@ bad_value:
     s = sbx_start(&cfg, err, sizeof err);
     if (s == NULL) {
         fprintf(stderr, "achievers-sandbox: %s\n", err);
+        return 1;
+    }
+    if ((seed != NULL && sbx_replay_attach(s, seed, SBX_REPLAY_SEED, err, sizeof err) != 0) ||
+        (replay != NULL && sbx_replay_attach(s, replay, replay_mode, err, sizeof err) != 0)) {
+        fprintf(stderr, "achievers-sandbox: %s\n", err);
+        sbx_stop(s);
         return 1;
     }
     printf("Achievers API sandbox\n"

@@ -22,6 +22,7 @@
 
 #include "internal.h"
 #include "evidence.h"
+#include "replay.h"
 
 #define SBX_CONN_MEMORY (64 * 1024)   /* per connection: larger header blocks get 431 */
 /* Bodies over their route's limit get 413; up to this size they are read (and dropped) first so
@@ -422,7 +423,8 @@ static enum MHD_Result handle_request(struct sbx_server *s, struct MHD_Connectio
         c.rp = &rp;
         pthread_mutex_lock(&s->lock);
         c.now = sbx_now(s);
-        sbx_dispatch(&c);
+        if (!sbx_replay_answer(&c))   /* a recording answers first (replay.c) */
+            sbx_dispatch(&c);
         pthread_mutex_unlock(&s->lock);
         sbx_params_free(&c.query);
         if (!sbx_serves(s, SBX_EV_ERROR_FIELD))
@@ -577,6 +579,7 @@ static void server_free(struct sbx_server *s)
     free(s->codes);
     free(s->windows);
     sbx_store_free(s->store);
+    sbx_replay_free(s->replay);
     free(s->by_route);
     free((char *)s->fault.path);
     free((char *)s->fault.body);
