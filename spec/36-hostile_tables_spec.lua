@@ -346,6 +346,12 @@ describe("caller tables with hostile metatables", function()
       end
     end)
 
+    it("a client whose saved token expires at -2^63 prints a sane line", function()
+      -- regression (found by fuzz_tables under UBSan): (int) cast of about -9.2e18
+      local cl = achievers.client { base_url = sb.url, token = { access_token = "x", expires_at = -2 ^ 63 } }
+      assert.matches("system token, %-1000000000 s left", tostring(cl))
+    end)
+
     it("a __index that answers differently on every read is read once", function()
       -- the first read is a string; any later read would be a table
       local function flip(fields)

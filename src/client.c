@@ -1117,7 +1117,7 @@ static int client_tostring(lua_State *L)
 				c->core->opt.base.origin, c->core->opt.base.path,
 				c->core->opt.client_id ? c->core->opt.client_id : "none",
 				c->slot->user ? "user" : "system",
-				(int)ach_token_remaining(c->slot->tok));
+				(int)fmax(-1e9, fmin(1e9, ach_token_remaining(c->slot->tok))));
 	return 1;
 }
 
