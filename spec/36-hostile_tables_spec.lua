@@ -264,13 +264,18 @@ describe("caller tables with hostile metatables", function()
       local body = h.last_request(sb, "/recognitions").body
       assert.truthy(body:find("recognitionText=" .. text:gsub(" ", "%%20"), 1, true), body)
       assert.is_nil(body:find("extra", 1, true))
-      assert.equals(0, calls.n)
+      local query, qcalls = walked { q = "ad" }
+      for item in c:each("users", query) do assert(item) break end
+      assert.equals("q=ad", h.last_request(sb, "/users").query)
+      assert.equals(0, calls.n + qcalls.n)
     end)
 
     it("refuses a NUL byte in a form or query key", function()
       refused(function() user:post("recognitions", { ["a\0b"] = "1" }) end, "NUL", "form key")
       refused(function() c:get("users", { ["q\0x"] = "1" }) end, "NUL", "query key")
       refused(function() c:users { ["q\0"] = "1" } end, "NUL", "users query key")
+      refused(function() h.client(sb, { scope = { "read\0write" } }) end, "scope", "scope entry")
+      refused(function() c:authorize_url { state = "s\0t" } end, "NUL", "state")
     end)
   end)
 

@@ -375,7 +375,7 @@ static void opt_scope(lua_State *L, int opts, ach_options *o)
 		if (lua_type(L, -1) != LUA_TSTRING)
 			luaL_error(L, "achievers.client: option 'scope' must list strings");
 		s = lua_tostring(L, -1);
-		if (s[strcspn(s, ", +\r\n")] != '\0' || s[0] == '\0')
+		if (s[strcspn(s, ", +\r\n")] != '\0' || s[0] == '\0' || strlen(s) != lua_rawlen(L, -1))
 			luaL_error(L, "achievers.client: option 'scope' has a bad entry '%s'", s);
 		lua_pop(L, 1);
 	}
