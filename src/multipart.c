@@ -68,12 +68,13 @@ void ach_encode_multipart(lua_State *L, int list, ach_exchange *ex)
 	list = lua_absindex(L, list);
 	if (!lua_istable(L, list))
 		luaL_error(L, "request: 'multipart' must be a list of parts");
-	n = (int)lua_rawlen(L, list);
-	if (n == 0)
+	if (lua_rawlen(L, list) == 0)
 		luaL_error(L, "request: 'multipart' must have at least one part");
-	if (n > (INT_MAX - PART_FIELDS) / PART_FIELDS)
+	if (lua_rawlen(L, list) > (size_t)(INT_MAX - PART_FIELDS) / PART_FIELDS)
 		luaL_error(L, "request: 'multipart' has too many parts");
-	lua_createtable(L, n * PART_FIELDS, 0);
+	n = (int)lua_rawlen(L, list);
+	/* room for a few parts only: a border (rawlen) can be far past the parts there are */
+	lua_createtable(L, (n < 16 ? n : 16) * PART_FIELDS, 0);
 	copy = lua_gettop(L);
 	for (i = 1; i <= n; i++) {
 		int part;
