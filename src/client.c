@@ -411,7 +411,8 @@ static void opt_limits(lua_State *L, int opts, ach_options *o)
 	while (lua_next(L, -2) != 0) {
 		int k, found = -1;
 		for (k = 0; k < ACH_CLASS_COUNT; k++)
-			if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), names[k]) == 0)
+			if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), names[k]) == 0 &&
+			    lua_rawlen(L, -2) == strlen(names[k]))
 				found = k;
 		if (found < 0)
 			luaL_error(L, "achievers.client: option 'limits' takes 'default' and 'heavy'");
@@ -720,7 +721,8 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
 		if (lua_type(L, -1) != LUA_TSTRING)
 			luaL_error(L, "request: 'method' must be a string");
 		m = lua_tostring(L, -1);
-		if (m[0] == '\0' || m[strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")] != '\0')
+		if (m[0] == '\0' || m[strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")] != '\0' ||
+		    strlen(m) != lua_rawlen(L, -1))
 			luaL_error(L, "request: 'method' must be an upper-case HTTP method");
 		method = m;
 	}
