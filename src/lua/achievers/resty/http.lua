@@ -77,12 +77,13 @@ local function failed(err, what)
   return nil, kind_of(err), what .. ": " .. tostring(err)
 end
 
--- A buffered reader over a cosocket whose every read keeps to one deadline.
+-- A buffered reader over a cosocket whose every read keeps to one deadline. The unread bytes
+-- are buf from pos on (no copy of the rest per line taken).
 local Reader = {}
 Reader.__index = Reader
 
 local function reader(sock, deadline)
-  return setmetatable({ sock = sock, buf = "", deadline = deadline, got = 0 }, Reader)
+  return setmetatable({ sock = sock, buf = "", pos = 1, deadline = deadline, got = 0 }, Reader)
 end
 
 -- Sets the socket's timeouts to the time left; false when none is left.
@@ -94,45 +95,58 @@ local function time_left(sock, deadline)
   return true
 end
 
--- One more piece from the socket into the buffer: true, or nil and "timeout", "closed", ...
+-- Bytes buffered and not read yet.
+function Reader:buffered()
+  return #self.buf - self.pos + 1
+end
+
+-- One more piece (at most max bytes) from the socket into the buffer: true, or nil and
+-- "timeout", "closed", ...
 function Reader:fill(max)
   if not time_left(self.sock, self.deadline) then return nil, "timeout" end
-  local data, err = self.sock:receiveany(max or PIECE)
+  local data, err = self.sock:receiveany(max)
   if not data then return nil, err end
   self.got = self.got + #data
-  self.buf = self.buf .. data
+  if self.pos > #self.buf then
+    self.buf = data
+  else
+    self.buf = self.buf:sub(self.pos) .. data
+  end
+  self.pos = 1
   return true
 end
 
 -- A line (without CR LF) no longer than max: the line, or nil and "too long", "timeout", ...
 function Reader:line(max)
-  local from = 1
+  local from = self.pos
   while true do
     local nl = self.buf:find("\n", from, true)
     if nl then
-      local line = self.buf:sub(1, nl - 1)
-      self.buf = self.buf:sub(nl + 1)
+      local line = self.buf:sub(self.pos, nl - 1)
+      self.pos = nl + 1
       if line:sub(-1) == "\r" then line = line:sub(1, -2) end
+      if #line > max then return nil, "too long" end
       return line
     end
-    if #self.buf > max then return nil, "too long" end
-    from = #self.buf + 1
-    local ok, err = self:fill(max + 2 - #self.buf)
+    local have = self:buffered()
+    if have > max + 1 then return nil, "too long" end
+    local ok, err = self:fill(max + 2 - have)
     if not ok then return nil, err end
+    from = have + 1 -- fill moved the unread bytes to the front
   end
 end
 
 -- Exactly n bytes into the list `parts`: true, or nil and an error.
 function Reader:take(n, parts)
   while n > 0 do
-    if #self.buf == 0 then
+    if self:buffered() == 0 then
       local ok, err = self:fill(math.min(n, PIECE))
       if not ok then return nil, err end
     end
-    local piece = #self.buf <= n and self.buf or self.buf:sub(1, n)
-    self.buf = self.buf:sub(#piece + 1)
-    parts[#parts + 1] = piece
-    n = n - #piece
+    local last = math.min(#self.buf, self.pos + n - 1)
+    parts[#parts + 1] = (self.pos == 1 and last == #self.buf) and self.buf or self.buf:sub(self.pos, last)
+    n = n - (last - self.pos + 1)
+    self.pos = last + 1
   end
   return true
 end
@@ -141,11 +155,12 @@ end
 function Reader:rest(limit, parts)
   local total = 0
   while true do
-    if #self.buf > 0 then
-      total = total + #self.buf
+    local have = self:buffered()
+    if have > 0 then
+      total = total + have
       if total > limit then return nil, "too large" end
-      parts[#parts + 1] = self.buf
-      self.buf = ""
+      parts[#parts + 1] = self.buf:sub(self.pos)
+      self.buf, self.pos = "", 1
     end
     local ok, err = self:fill(PIECE)
     if not ok then
@@ -295,7 +310,7 @@ local function open(c, scheme, host, port, deadline)
     local r = reader(sock, deadline)
     local status, kind, msg = read_head(r)
     if not status then sock:close() return nil, kind, "proxy CONNECT: " .. tostring(msg), false end
-    if status ~= 200 or #r.buf > 0 then
+    if status ~= 200 or r:buffered() > 0 then
       sock:close()
       return nil, "network", "the proxy refused the tunnel to " .. target .. " (HTTP " .. status .. ")", false
     end
@@ -361,7 +376,7 @@ local function attempt(c, req, scheme, host, port, path, deadline)
     return { error = keep, message = bmsg }
   end
   local conn = (headers["connection"] or ""):lower()
-  if keep and version == "1.1" and not conn:find("close", 1, true) and #r.buf == 0 then
+  if keep and version == "1.1" and not conn:find("close", 1, true) and r:buffered() == 0 then
     sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE)
   else
     sock:close()
