@@ -143,7 +143,8 @@ end
 function Client:_renew(ex, req)
   local rejected = self.installed
   ngx.update_time()
-  local deadline = ngx.now() + LOCK_TTL
+  -- not past the request's own timeout: the engine gives up on a request never answered
+  local deadline = ngx.now() + math.min(LOCK_TTL, req.timeout or LOCK_TTL)
   while true do
     local t, _, alive = self:_shared_token()
     if t and alive and t.access_token ~= rejected then
