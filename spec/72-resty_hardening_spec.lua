@@ -131,6 +131,21 @@ describe("achievers.resty under nginx", function()
     end
   end)
 
+  it("still reads good answers: small chunks with extensions and trailers, no length, a 100 first", function()
+    local out = run([[
+      local cl = client { max_response_size = 1024 }
+      local r = {}
+      for _, path in ipairs { "chunked-small", "unsized-small", "interim" } do
+        local data, err = cl:get(path)
+        r[path] = data and data.items or plain(err)
+      end
+      return r
+    ]], nil, { url = hostile, client_id = "hostile", client_secret = "secret" })
+    assert.same({ { id = 1 }, { id = 2 }, { id = 3 } }, out["chunked-small"])
+    assert.same({ { id = 7 } }, out["unsized-small"])
+    assert.same({ { id = 9 } }, out["interim"])
+  end)
+
   for _, path in ipairs { "trickle-headers", "trickle-body" } do
     it("keeps to timeout for the whole call when the server trickles (" .. path .. ")", function()
       local out = run([[
@@ -260,6 +275,30 @@ describe("achievers.resty under nginx", function()
       end
       assert.equals(1, sb:stats().token_requests - before)
     end)
+  end)
+
+  it("two calls rejected at once make one token request: the second takes the first's token", function()
+    local first = run([[
+      local cl = client()
+      assert(cl:get("users/10726811"))
+      return cjson.decode(cl.dict:get(cl.key)).access_token
+    ]])
+    sb:revoke(first)
+    local before = sb:stats().token_requests
+    local out = run([[
+      local a, b = client(), client() -- two engines, as two workers have
+      assert(a:_ensure_token())
+      assert(b:_ensure_token())
+      local ta = ngx.thread.spawn(function() return a:get("users/10726811") ~= nil end)
+      local tb = ngx.thread.spawn(function() return b:get("users/10726811") ~= nil end)
+      local _, oka = ngx.thread.wait(ta)
+      local _, okb = ngx.thread.wait(tb)
+      return { a = oka, b = okb, now = cjson.decode(a.dict:get(a.key)).access_token }
+    ]])
+    assert.is_true(out.a)
+    assert.is_true(out.b)
+    assert.are_not.equal(first, out.now)
+    assert.equals(1, sb:stats().token_requests - before)
   end)
 
   it("never hands a connection made without verification to a client that verifies", function()

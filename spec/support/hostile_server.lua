@@ -10,6 +10,9 @@
 --   GET /api/v5/huge-length       Content-Length: 10 GiB, then 64 MiB
 --   GET /api/v5/endless-headers   16 MiB of short header lines
 --   GET /api/v5/long-header       one header line of 16 MiB
+--   GET /api/v5/chunked-small     a good answer in chunks of 1 to 7 bytes, an extension, a trailer
+--   GET /api/v5/unsized-small     a good answer with no length, ended by closing
+--   GET /api/v5/interim           a 100 Continue, then a good answer
 --   GET /api/v5/foreign-next      one item, and a paging.next link to another host
 --   GET /api/v5/users             an empty page
 --   GET /stats                    {"sent": {path: bytes sent of its last answer}, "tokens": n}
@@ -95,6 +98,22 @@ local routes = {
   end,
   ["/api/v5/long-header"] = function(c, path)
     if put(c, path, "HTTP/1.1 200 OK\r\nX-Long: ") then stream(c, path, count(16 * MiB, block)) end
+  end,
+  ["/api/v5/chunked-small"] = function(c, path)
+    local body, out, i, n = '{"items":[{"id":1},{"id":2},{"id":3}],"chunked":true}', {}, 1, 1
+    while i <= #body do
+      local piece = body:sub(i, i + n - 1)
+      out[#out + 1] = ("%x%s\r\n%s\r\n"):format(#piece, n == 3 and ";ext=1" or "", piece)
+      i, n = i + #piece, n % 7 + 1
+    end
+    put(c, path, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+      table.concat(out) .. "0\r\nX-Trailer: 1\r\n\r\n")
+  end,
+  ["/api/v5/unsized-small"] = function(c, path)
+    put(c, path, 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"items":[{"id":7}]}')
+  end,
+  ["/api/v5/interim"] = function(c, path)
+    put(c, path, "HTTP/1.1 100 Continue\r\n\r\n" .. answer("200 OK", '{"items":[{"id":9}]}'))
   end,
   ["/api/v5/foreign-next"] = function(c, path)
     put(c, path, answer("200 OK", '{"items":[{"id":1}],"paging":{"page":1,"totalPages":2,' ..
