@@ -129,7 +129,8 @@ function Client:_run(ex, holding_lock)
 end
 
 -- The answer to the engine's token request when another worker has the token already: it is
--- handed to the engine as the server's answer would be (nothing is sent).
+-- handed to the engine as the server's answer would be (nothing is sent; on_request and
+-- on_token see it as an answer).
 local function answer_with(t)
   return { status = 200, headers = "Content-Type: application/json\r\n", body = cjson.encode {
     access_token = t.access_token, token_type = "bearer", scope = t.scope,
