@@ -320,7 +320,12 @@ local function open(c, scheme, host, port, deadline)
     local ms = math.floor((deadline - ngx.now()) * 1000)
     if ms <= 0 then sock:close() return nil, "timeout", "TLS handshake: timeout", false end
     sock:settimeouts(ms, ms, ms)
-    local session, herr = sock:sslhandshake(nil, host, not c.insecure)
+    -- lua-resty-core up to 0.1.31 raises ("assertion failed!") instead of answering nil, err
+    -- when a handshake ends at once and verification then fails (openresty/lua-resty-core
+    -- #499): that is a failed verification too. (Never pass false as the session: that
+    -- path skips the verification result.)
+    local ran, session, herr = pcall(sock.sslhandshake, sock, nil, host, not c.insecure)
+    if not ran then session, herr = nil, "certificate verification failed" end
     if not session then
       sock:close()
       if herr == "timeout" then return nil, "timeout", "TLS handshake with " .. host .. ": timeout", false end
