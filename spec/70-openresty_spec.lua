@@ -6,51 +6,18 @@ local socket = require("socket")
 -- The sandbox's answer time: a worker that blocked on a call would hold a /ping that long.
 local LATENCY = 1.0
 
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function ping(port)
-  local t0 = socket.gettime()
-  local c = socket.tcp()
-  c:settimeout(2)
-  if not c:connect("127.0.0.1", port) then c:close() return nil end
-  c:send("GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-  local line = c:receive("*l")
-  c:close()
-  if not line or not line:match(" 200 ") then return nil end
-  return socket.gettime() - t0
-end
+local nginx = require("support.nginx")
+local sh, slurp = nginx.sh, nginx.slurp
 
 describe("achievers.resty under nginx", function()
-  local sb, prefix, port, nginx_pid
-  local root = io.popen("pwd"):read("*l")
-  local jit_module = root .. "/build/jit/achievers.so"
+  local sb, server, prefix, port
 
   setup(function()
-    assert(io.open(jit_module), "build/jit/achievers.so is missing: make test builds it")
     sb = h.start_sandbox { latency_ms = math.floor(LATENCY * 1000), limits = { heavy = { 5, 2 }, default = { 500, 120 } } }
-    port = h.free_port()
-    prefix = os.tmpname()
-    os.remove(prefix)
-    assert(sh(("mkdir -p %s/logs %s/examples && chmod 755 %s"):format(prefix, prefix, prefix)))
-    assert(sh(("ln -s %s/src %s/src && ln -s %s/build %s/build && ln -s %s/examples/openresty %s/examples/openresty")
-      :format(root, prefix, root, prefix, root, prefix)))
-    local conf = assert(slurp("examples/openresty/nginx.conf"))
-    local replaced
-    conf, replaced = conf:gsub("listen 127%.0%.0%.1:8088;", "listen 127.0.0.1:" .. port .. ";")
-    assert.equals(1, replaced)
-    -- one more location for the shared rate governor: limits scaled down to 5 per 2 s
-    conf, replaced = conf:gsub("(location = /ping {)", [[
+    server = nginx.start {
+      env = { ACHIEVERS_BASE_URL = sb.url, ACHIEVERS_CLIENT_ID = sb.client_id, ACHIEVERS_CLIENT_SECRET = sb.client_secret },
+      -- one more location for the shared rate governor: limits scaled down to 5 per 2 s
+      locations = [[
         location = /paced {
             content_by_lua_block {
                 paced = paced or require("achievers.resty").client {
@@ -64,29 +31,17 @@ describe("achievers.resty under nginx", function()
                 ngx.say(page and "ok" or tostring(err))
             }
         }
-
-        %1]])
-    assert.equals(1, replaced)
-    local f = assert(io.open(prefix .. "/nginx.conf", "w"))
-    f:write(conf)
-    f:close()
-    assert(sh(("env -u LD_PRELOAD ACHIEVERS_BASE_URL=%s ACHIEVERS_CLIENT_ID=%s ACHIEVERS_CLIENT_SECRET=%s " ..
-      "nginx -p %s -c %s/nginx.conf >%s/logs/stdout 2>&1 & echo $! > %s/master.pid")
-      :format(sb.url, sb.client_id, sb.client_secret, prefix, prefix, prefix, prefix)))
-    nginx_pid = slurp(prefix .. "/master.pid"):match("%d+")
-    local up = false
-    for _ = 1, 100 do
-      if ping(port) then up = true break end
-      socket.sleep(0.05)
-    end
-    assert(up, "nginx did not start: " .. tostring(slurp(prefix .. "/logs/error.log")))
+]],
+    }
+    prefix, port = server.prefix, server.port
   end)
 
   teardown(function()
-    if nginx_pid then sh("kill -QUIT " .. nginx_pid .. " 2>/dev/null; sleep 0.3; kill -9 " .. nginx_pid .. " 2>/dev/null") end
-    if prefix then sh("rm -rf " .. prefix) end
+    if server then server:stop() end
     if sb then sb:stop() end
   end)
+
+  local function ping() return server:ping() end
 
   it("answers 50 concurrent calls to a slow API, never blocks a worker, and fetches one token", function()
     local out = prefix .. "/curl.out"
@@ -100,7 +55,7 @@ describe("achievers.resty under nginx", function()
     local lines = {}
     local deadline = t0 + 30
     while socket.gettime() < deadline do
-      local dt = ping(port)
+      local dt = ping()
       if dt then
         pings = pings + 1
         worst = math.max(worst, dt)
