@@ -37,7 +37,7 @@ describe("achievers.resty under nginx", function()
     sb = h.start_sandbox {}
     tsb = h.start_sandbox { tls_cert = certs.cert, tls_key = certs.key }
     hostile, _, stop_hostile = servers.start("spec/support/hostile_server.lua")
-    proxy_url, proxy_port, stop_proxy = servers.start("spec/support/proxy_server.lua")
+    proxy_url, proxy_port, stop_proxy = servers.start("spec/support/tunnel_proxy.lua")
     server = nginx.start {}
   end)
 

@@ -1,7 +1,7 @@
 -- A small HTTP proxy for the achievers.resty specs: CONNECT tunnels (for https:// targets)
 -- and absolute-form requests (for http:// targets, sent on with Connection: close), many
 -- connections at once (coroutines over non-blocking sockets). It counts what it was asked.
--- usage: lua proxy_server.lua PORT PIDFILE   (serves until killed; at most 10 minutes)
+-- usage: lua tunnel_proxy.lua PORT PIDFILE   (serves until killed; at most 10 minutes)
 --
 --   GET /stats (origin-form, to the proxy itself): {"connect": n, "forward": n, "targets": [...]}
 local socket = require("socket")
