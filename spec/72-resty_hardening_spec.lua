@@ -229,13 +229,15 @@ describe("achievers.resty under nginx", function()
         end
         return r
       ]], { proxies = { "http://192.0.2.1:3128", "https://127.0.0.1:3128", "http://user:pw@127.0.0.1:3128" } })
-      assert.matches("in the clear", out[1], 1, true)
+      assert.matches("not on loopback", out[1], 1, true)
       assert.matches("http://", out[2], 1, true)
       assert.matches("credentials", out[3], 1, true)
       assert.is_nil(out[3]:find("pw", 1, true))
-      -- https:// through a proxy off loopback is fine: the tunnel carries TLS
-      local ok = run([[ return pcall(client, { proxy = "http://192.0.2.1:3128" }) ]], nil, tsb)
-      assert.is_true(ok)
+      -- https:// through a proxy off loopback is fine: the tunnel carries TLS; so are no proxy
+      -- (false, "") and a plaintext hop the caller accepted with allow_http
+      assert.is_true(run([[ return pcall(client, { proxy = "http://192.0.2.1:3128" }) ]], nil, tsb))
+      assert.is_true(run([[ return pcall(client, { proxy = false }) and pcall(client, { proxy = "" }) and
+        pcall(client, { proxy = "http://192.0.2.1:3128", allow_http = true }) ]]))
     end)
   end)
 

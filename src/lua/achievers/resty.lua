@@ -21,8 +21,9 @@
 -- lua_ssl_verify_depth); `insecure = true` turns verification off.
 --
 -- `proxy = "http://host:port"`: https:// programs are reached through a CONNECT tunnel (TLS
--- end to end); an http:// program only through a proxy on loopback, since everything secret
--- would cross the hop to the proxy in the clear. Environment variables (https_proxy, ...) are
+-- end to end); an http:// program only through a proxy on loopback (or with allow_http =
+-- true), since everything secret would cross the hop to the proxy in the clear, as the C
+-- client decides. `proxy = false` (or "") is no proxy. Environment variables (https_proxy, ...) are
 -- not read: nginx workers do not see them unless nginx.conf passes them with `env`, and a
 -- setting that decides where tokens go belongs in the code.
 local achievers = require("achievers")
@@ -365,14 +366,14 @@ function M.client(opts)
   local on_rate_limit = copy.on_rate_limit
   local c = achievers.client(copy)
   local proxy
-  if opts.proxy ~= nil then
+  if opts.proxy ~= nil and opts.proxy ~= false and opts.proxy ~= "" then -- false, "": none
     local why
     proxy, why = http.parse_proxy(opts.proxy)
     if not proxy then error("achievers.resty.client: option 'proxy' " .. why, 2) end
-    if c.base_url:match("^http://") and not proxy.loopback then
-      error("achievers.resty.client: option 'proxy': an http:// base_url through a proxy that is not on " ..
-        "loopback would send the token and the secret in the clear over the network; use https:// " ..
-        "(tunnelled with CONNECT) or a proxy on loopback", 2)
+    if c.base_url:match("^http://") and not proxy.loopback and not opts.allow_http then
+      error("achievers.resty.client: option 'proxy' is not on loopback and base_url uses http://: " ..
+        "the proxy would read the client secret and tokens in the clear; use https:// (tunnelled " ..
+        "with CONNECT), a proxy on loopback, or set allow_http = true", 2)
     end
   end
   local self = setmetatable({
