@@ -131,6 +131,18 @@ describe("achievers.resty under nginx", function()
     end
   end)
 
+  it("ends an answer that never gets past interim (1xx) answers", function()
+    local out = run([[
+      local data, err = client({ retries = 0 }):get("endless-interim")
+      return { ok = data ~= nil, err = plain(err) }
+    ]], nil, { url = hostile, client_id = "hostile", client_secret = "secret" })
+    assert.is_false(out.ok)
+    assert.equals("network", out.err.kind)
+    assert.matches("interim", out.err.message)
+    local sent = hostile_stats().sent["/api/v5/endless-interim"]
+    assert.is_true(sent < 4 * 1024 * 1024, ("the server got to send %d bytes of 16 MiB"):format(sent))
+  end)
+
   it("still reads good answers: small chunks with extensions and trailers, no length, a 100 first", function()
     local out = run([[
       local cl = client { max_response_size = 1024 }

@@ -13,6 +13,7 @@
 --   GET /api/v5/chunked-small     a good answer in chunks of 1 to 7 bytes, an extension, a trailer
 --   GET /api/v5/unsized-small     a good answer with no length, ended by closing
 --   GET /api/v5/interim           a 100 Continue, then a good answer
+--   GET /api/v5/endless-interim   100 Continue after 100 Continue (16 MiB of them)
 --   GET /api/v5/foreign-next      one item, and a paging.next link to another host
 --   GET /api/v5/users             an empty page
 --   GET /stats                    {"sent": {path: bytes sent of its last answer}, "tokens": n}
@@ -111,6 +112,9 @@ local routes = {
   end,
   ["/api/v5/unsized-small"] = function(c, path)
     put(c, path, 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"items":[{"id":7}]}')
+  end,
+  ["/api/v5/endless-interim"] = function(c, path)
+    stream(c, path, count(16 * MiB, ("HTTP/1.1 100 Continue\r\n\r\n"):rep(1000)))
   end,
   ["/api/v5/interim"] = function(c, path)
     put(c, path, "HTTP/1.1 100 Continue\r\n\r\n" .. answer("200 OK", '{"items":[{"id":9}]}'))

@@ -175,7 +175,7 @@ end
 local function read_head(r)
   local line, err
   local status, version
-  repeat
+  for _ = 1, 10 do
     line, err = r:line(M.MAX_HEADER_BYTES)
     if not line then
       if err == "too long" then
@@ -216,7 +216,8 @@ local function read_head(r)
     if status >= 200 or status == 101 then
       return status, table.concat(raw, "\r\n") .. "\r\n", headers, version
     end
-  until false -- a 1xx interim answer: the real one follows
+  end -- a 1xx interim answer: the real one follows, after a few at most
+  return nil, "network", "more than 10 interim (1xx) answers"
 end
 
 local function too_large(limit)
