@@ -13,8 +13,9 @@
  *   return ex:result()
  *
  * _feed takes {status =, headers = {name = value} or a raw header block, body =} for an
- * answer, or {error = "network" | "timeout" | "tls", message =, reached = false} when there
- * was none. The policy (tokens, retries, pacing, errors) is the same C code the libcurl
+ * answer, or {error = "network" | "timeout" | "tls" | "decode", message =, reached = false}
+ * when there was none ("decode": an answer the driver stopped reading, e.g. one over
+ * max_response_size; never retried). The policy (tokens, retries, pacing, errors) is the same C code the libcurl
  * driver runs.
  */
 #include <string.h>
@@ -146,9 +147,10 @@ static int exchange_feed(lua_State *L)
 	lua_getfield(L, 2, "error");
 	if (!lua_isnil(L, -1)) {
 		const char *kind = luaL_checkstring(L, -1);
-		r.failure = strcmp(kind, "timeout") == 0 ? ACH_KIND_TIMEOUT
-			    : strcmp(kind, "tls") == 0   ? ACH_KIND_TLS
-							 : ACH_KIND_NETWORK;
+		r.failure = strcmp(kind, "timeout") == 0  ? ACH_KIND_TIMEOUT
+			    : strcmp(kind, "tls") == 0    ? ACH_KIND_TLS
+			    : strcmp(kind, "decode") == 0 ? ACH_KIND_DECODE
+							  : ACH_KIND_NETWORK;
 		lua_getfield(L, 2, "message");
 		r.message = lua_isstring(L, -1) ? lua_tostring(L, -1) : kind;
 		lua_getfield(L, 2, "reached");

@@ -3,12 +3,14 @@
 -- Same calls as an achievers client (request, get, post, token, each and the resource
 -- helpers), but every byte goes through nginx's non-blocking cosockets, so a call never
 -- blocks the worker. The C engine still decides everything (tokens, retries, pacing, errors):
--- it hands this driver the requests to send and takes the answers back.
+-- it hands this driver the requests to send and takes the answers back. The bytes themselves
+-- (caps, deadline, proxy, connection pools) are achievers.resty.http's.
 --
--- The token lives in a lua_shared_dict, shared by all workers; one worker at a time fetches
--- a new one (a lock in the dictionary) while the others keep using the still-valid token or
--- wait for the new one. The per-token rate limits are counted in the same dictionary, across
--- all workers.
+-- The system token lives in a lua_shared_dict, shared by all workers; one worker at a time
+-- fetches a new one (a lock in the dictionary) while the others keep using the still-valid
+-- token or wait for the new one. The per-token rate limits are counted in the same
+-- dictionary, across all workers. A user's token is never put there (every worker would act
+-- as that user): the `token` option is refused, per-user clients are not offered yet.
 --
 --   lua_shared_dict achievers 1m;
 --   local client = require("achievers.resty").client {
@@ -17,7 +19,15 @@
 --
 -- For https, nginx verifies the server with lua_ssl_trusted_certificate (and
 -- lua_ssl_verify_depth); `insecure = true` turns verification off.
+--
+-- `proxy = "http://host:port"`: https:// programs are reached through a CONNECT tunnel (TLS
+-- end to end); an http:// program only through a proxy on loopback (or with allow_http =
+-- true), since everything secret would cross the hop to the proxy in the clear, as the C
+-- client decides. `proxy = false` (or "") is no proxy. Environment variables (https_proxy, ...) are
+-- not read: nginx workers do not see them unless nginx.conf passes them with `env`, and a
+-- setting that decides where tokens go belongs in the code.
 local achievers = require("achievers")
+local http = require("achievers.resty.http")
 
 local ngx = ngx
 local M = {}
@@ -31,121 +41,86 @@ local WAIT_STEP = 0.02  -- seconds between looks at the dictionary while another
 -- A JSON codec for the dictionary: the C module's decoder and OpenResty's cjson.
 local cjson = require("cjson")
 
-local function parse_url(url)
-  local scheme, host, port, path = url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
-  if not scheme then return nil end
-  port = tonumber(port) or (scheme == "https" and 443 or 80)
-  if path == "" then path = "/" end
-  return scheme, host, port, path
+local function send(self, req)
+  return http.request(self.conn, req)
 end
 
--- Reads the answer's body: Content-Length, chunked, or up to the close.
-local function read_body(sock, headers, limit)
-  local te = headers["transfer-encoding"]
-  if te and te:lower():find("chunked", 1, true) then
-    local parts, total = {}, 0
-    while true do
-      local line, err = sock:receive("*l")
-      if not line then return nil, err end
-      local size = tonumber(line:match("^%x+"), 16)
-      if not size then return nil, "bad chunk size" end
-      if size == 0 then
-        repeat line = sock:receive("*l") until not line or line == ""
-        break
-      end
-      total = total + size
-      if total > limit then return nil, "too large" end
-      local data, derr = sock:receive(size)
-      if not data then return nil, derr end
-      parts[#parts + 1] = data
-      sock:receive("*l")
-    end
-    return table.concat(parts)
-  end
-  local len = tonumber(headers["content-length"])
-  if len then
-    if len > limit then return nil, "too large" end
-    if len == 0 then return "" end
-    return sock:receive(len)
-  end
-  return sock:receive("*a")
+-- A token from the dictionary reaches the Authorization header: only visible ASCII (RFC
+-- 6750's b64token and then some), never CR, LF, NUL or another control byte.
+local function header_safe(v)
+  return type(v) == "string" and v ~= "" and not v:find("[^\33-\126]")
 end
 
--- Sends one request over a pooled cosocket; returns the answer in the form ex:_feed takes.
-function Client:_send(req)
-  local scheme, host, port, path = parse_url(req.url)
-  if not scheme then return { error = "network", message = "bad URL", reached = false } end
-  local sock = ngx.socket.tcp()
-  local ms = math.floor((req.timeout or 30) * 1000)
-  sock:settimeouts(math.floor(self.connect_timeout * 1000), ms, ms)
-  local pool = scheme .. ":" .. host .. ":" .. port
-  local ok, err = sock:connect(host, port, { pool = pool })
-  if not ok then
-    return { error = err == "timeout" and "timeout" or "network", message = "connect: " .. tostring(err), reached = false }
-  end
-  if scheme == "https" and sock:getreusedtimes() == 0 then
-    local session, serr = sock:sslhandshake(nil, host, not self.insecure)
-    if not session then
-      sock:close()
-      return { error = "tls", message = "TLS handshake with " .. host .. ": " .. tostring(serr) ..
-        " (set lua_ssl_trusted_certificate to the CA that signed it, or insecure = true)", reached = false }
-    end
-  end
-  local lines = { req.method .. " " .. path .. " HTTP/1.1", "Host: " .. host .. ":" .. port,
-    "User-Agent: lua-achievers/" .. achievers._VERSION .. " (resty)", "Connection: keep-alive" }
-  for name, value in pairs(req.headers) do lines[#lines + 1] = name .. ": " .. value end
-  if req.body or req.method == "POST" then lines[#lines + 1] = "Content-Length: " .. #(req.body or "") end
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = req.body or ""
-  local sent, serr2 = sock:send(table.concat(lines, "\r\n"))
-  if not sent then
-    sock:close()
-    return { error = serr2 == "timeout" and "timeout" or "network", message = "send: " .. tostring(serr2) }
-  end
-  local status_line, rerr = sock:receive("*l")
-  if not status_line then
-    sock:close()
-    return { error = rerr == "timeout" and "timeout" or "network", message = "no answer: " .. tostring(rerr) }
-  end
-  local status = tonumber(status_line:match("^HTTP/%d%.%d (%d%d%d)"))
-  if not status then
-    sock:close()
-    return { error = "network", message = "not an HTTP answer" }
-  end
-  local raw, headers = {}, {}
-  while true do
-    local line, herr = sock:receive("*l")
-    if not line then
-      sock:close()
-      return { error = "network", message = "headers: " .. tostring(herr) }
-    end
-    if line == "" then break end
-    raw[#raw + 1] = line
-    local name, value = line:match("^([^:]+):%s*(.-)%s*$")
-    if name then headers[name:lower()] = value end
-  end
-  local body, berr = read_body(sock, headers, self.max_response_size)
-  if not body then
-    sock:close()
-    if berr == "too large" then
-      return { status = status, headers = table.concat(raw, "\r\n"), body = string.rep(" ", self.max_response_size + 1) }
-    end
-    return { error = berr == "timeout" and "timeout" or "network", message = "body: " .. tostring(berr) }
-  end
-  if (headers["connection"] or ""):lower() == "close" then
-    sock:close()
-  else
-    sock:setkeepalive(60000, 64)
-  end
-  return { status = status, headers = table.concat(raw, "\r\n") .. "\r\n", body = body }
+-- The dictionary's entry decoded, or nil when it is not a usable system token.
+local function decode_entry(raw)
+  local t = achievers.json_decode(raw)
+  if type(t) ~= "table" or not header_safe(t.access_token) or type(t.expires_at) ~= "number" then return nil end
+  if t.refresh_token ~= nil and not header_safe(t.refresh_token) then return nil end
+  if t.grant_type ~= nil and t.grant_type ~= "client_credentials" then return nil end
+  if t.token_type ~= nil and (type(t.token_type) ~= "string" or t.token_type:lower() ~= "bearer") then return nil end
+  if t.scope ~= nil and type(t.scope) ~= "string" then return nil end
+  if t.clock_skew ~= nil and type(t.clock_skew) ~= "number" then return nil end
+  if t.hold_until ~= nil and type(t.hold_until) ~= "number" then return nil end
+  return t
 end
 
--- Runs an exchange of the C engine to its end over cosockets.
-function Client:_run(ex)
+-- Seconds the token t has left on the server's clock.
+local function remaining(t)
+  return t.expires_at - (ngx.time() + (t.clock_skew or 0))
+end
+
+-- The token in the shared dictionary; whether it may be used without asking for a new one;
+-- and whether it has not expired yet. An entry that is not a usable token is deleted.
+--
+-- The engine's rule: a token is fresh while it is more than refresh_window from its expiry;
+-- one that arrived already inside the window (a short-lived token) is used for a while
+-- (hold_until, set when it was stored) rather than asked for again on every call.
+function Client:_shared_token()
+  local raw = self.dict:get(self.key)
+  if raw == nil then return nil end
+  local t = decode_entry(raw)
+  if not t then
+    if self.dict:get(self.key) == raw then self.dict:delete(self.key) end
+    return nil
+  end
+  local rem = remaining(t)
+  return t, rem > self.refresh_window or (t.hold_until ~= nil and ngx.now() < t.hold_until and rem > 0), rem > 0
+end
+
+-- Stores the engine's new token for every worker.
+function Client:_store(tok)
+  local saved = tok:to_table()
+  if not header_safe(saved.access_token) then return end
+  local rem = remaining(saved)
+  if rem <= self.refresh_window then
+    saved.hold_until = ngx.now() + math.min(300, math.max(rem / 2, 1)) -- as src/engine.c holds back
+  end
+  self.dict:set(self.key, cjson.encode(saved), math.max(1, rem))
+  self.installed = saved.access_token
+end
+
+-- Hands the engine the shared token t, unless it holds it already.
+function Client:_install(t)
+  if t.access_token ~= self.installed then
+    local copy = {}
+    for k, v in pairs(t) do if k ~= "hold_until" then copy[k] = v end end
+    self.c:_set_token(copy)
+    self.installed = t.access_token
+  end
+end
+
+-- Runs an exchange of the C engine to its end over cosockets. A token request the engine
+-- makes in the middle of a call (its token was rejected with a 401, or expired) goes through
+-- the dictionary, unless the caller holds the lock already.
+function Client:_run(ex, holding_lock)
   while true do
     local action, arg = ex:_next()
     if action == "send" then
-      ex:_feed(self:_send(arg))
+      if arg.token_request and not holding_lock then
+        self:_renew(ex, arg)
+      else
+        ex:_feed(send(self, arg))
+      end
     elseif action == "wait" then
       ngx.sleep(arg)
     else
@@ -154,34 +129,65 @@ function Client:_run(ex)
   end
 end
 
--- The token in the shared dictionary, and whether it is still outside the refresh window.
-function Client:_shared_token()
-  local raw = self.dict:get(self.key)
-  if not raw then return nil end
-  local t = achievers.json_decode(raw)
-  if type(t) ~= "table" then return nil end
-  return t, t.expires_at - ngx.time() > self.refresh_window
+-- The answer to the engine's token request when another worker has the token already: it is
+-- handed to the engine as the server's answer would be (nothing is sent; on_request and
+-- on_token see it as an answer).
+local function answer_with(t)
+  return { status = 200, headers = "Content-Type: application/json\r\n", body = cjson.encode {
+    access_token = t.access_token, token_type = "bearer", scope = t.scope,
+    expires_in = t.expires_at, -- an absolute UNIX time, as the engine reads one
+  } }
 end
 
--- Hands the engine the shared token t, unless it holds it already.
-function Client:_install(t)
-  if t.access_token ~= self.installed then
-    self.c:_set_token(t)
-    self.installed = t.access_token
+-- The engine asks for a new token in the middle of a call: the one it held was rejected or
+-- has expired. That token leaves the dictionary; one worker asks the server, under the lock,
+-- and stores the answer; the others take what it stored.
+function Client:_renew(ex, req)
+  local rejected = self.installed
+  ngx.update_time()
+  -- not past the request's own timeout: the engine gives up on a request never answered
+  local deadline = ngx.now() + math.min(LOCK_TTL, req.timeout or LOCK_TTL)
+  while true do
+    local t, _, alive = self:_shared_token()
+    if t and alive and t.access_token ~= rejected then
+      self.installed = t.access_token
+      return ex:_feed(answer_with(t))
+    end
+    if self.dict:add(self.lock, true, LOCK_TTL) then break end
+    if ngx.now() > deadline then
+      return ex:_feed { error = "timeout", reached = false,
+        message = "timed out waiting for another worker's token request" }
+    end
+    ngx.sleep(WAIT_STEP)
   end
+  local t, _, alive = self:_shared_token()
+  if t and alive and t.access_token ~= rejected then
+    self.dict:delete(self.lock)
+    self.installed = t.access_token
+    return ex:_feed(answer_with(t))
+  end
+  if t and t.access_token == rejected then self.dict:delete(self.key) end
+  -- the lock goes whatever happens, a raise included
+  local ok, err = pcall(function()
+    ex:_feed(send(self, req))
+    local tok = self.c.current_token
+    if tok and tok.access_token ~= rejected then self:_store(tok) end
+  end)
+  self.dict:delete(self.lock)
+  if not ok then error(err, 0) end
 end
 
 -- Makes sure the engine holds a usable token, fetching one in at most one worker at a time.
 function Client:_ensure_token()
-  local t, fresh = self:_shared_token()
+  local t, fresh, alive = self:_shared_token()
   if t and fresh then
     self:_install(t)
     return true
   end
+  ngx.update_time()
   local deadline = ngx.now() + LOCK_TTL
   while ngx.now() < deadline do
-    local locked = self.dict:add(self.lock, true, LOCK_TTL)
-    if locked then
+    if self.dict:add(self.lock, true, LOCK_TTL) then
       -- look again: another worker may have stored a token between our look and the lock
       t, fresh = self:_shared_token()
       if t and fresh then
@@ -190,27 +196,23 @@ function Client:_ensure_token()
         return true
       end
       -- the lock goes whatever happens, a raise included
-      local ran, tok, err = pcall(self._run, self, self.c:_exchange("token", t ~= nil))
-      if not ran then
-        self.dict:delete(self.lock)
-        error(tok, 0)
-      end
-      if tok then
-        local saved = tok:to_table()
-        self.dict:set(self.key, cjson.encode(saved), math.max(1, saved.expires_at - ngx.time()))
-        self.installed = tok.access_token
-      end
+      local ran, tok, err = pcall(function()
+        local tk, e = self:_run(self.c:_exchange("token", t ~= nil), true)
+        if tk then self:_store(tk) end
+        return tk, e
+      end)
       self.dict:delete(self.lock)
+      if not ran then error(tok, 0) end
       if not tok then return nil, err end
       return true
     end
     -- another worker is fetching: a still-valid token will do meanwhile
-    if t and t.expires_at > ngx.time() + 5 then
+    if t and alive and remaining(t) > 5 then
       self:_install(t)
       return true
     end
     ngx.sleep(WAIT_STEP)
-    t, fresh = self:_shared_token()
+    t, fresh, alive = self:_shared_token()
     if t and fresh then
       self:_install(t)
       return true
@@ -262,7 +264,9 @@ function Client:token()
   return self:_run(self.c:_exchange("token"))
 end
 
---- client:each(path, query): every item of every page (false, err once on an error).
+--- client:each(path, query): every item of every page (false, err once on an error). A next
+-- page link the server gives is its data, not the caller's: one the client refuses (another
+-- host, where the token must not go) ends the walk with false, err instead of a raise.
 function Client:each(path, query)
   local items, i, done = nil, 1, false
   local nextpath, nextquery = path, query
@@ -273,7 +277,17 @@ function Client:each(path, query)
         return items[i - 1]
       end
       if not nextpath then done = true return nil end
-      local page, err = self:request { path = nextpath, query = nextquery }
+      local page, err
+      if items == nil then
+        page, err = self:request { path = nextpath, query = nextquery }
+      else
+        local ok, a, b = pcall(self.request, self, { path = nextpath })
+        if ok then
+          page, err = a, b
+        else
+          err = achievers._error("invalid", "paging.next: " .. tostring(a):gsub("^request: ", ""))
+        end
+      end
       if not page then done = true return false, err end
       items, i = page.items or {}, 1
       if #items == 0 then done = true return nil end
@@ -298,7 +312,8 @@ for _, e in ipairs(achievers.endpoints) do
     Client[e.name] = function(self, query) return self:request { method = e.method, path = path, query = query } end
   elseif e.args == "id" then
     Client[e.name] = function(self, id, query)
-      return self:request { method = e.method, path = (path:gsub("{id}", escape_id(id))), query = query }
+      local escaped = escape_id(id) -- a function's result is taken as it is ("%40" stays)
+      return self:request { method = e.method, path = (path:gsub("{id}", function() return escaped end)), query = query }
     end
   elseif e.args == "form" then
     Client[e.name] = function(self, fields)
@@ -327,13 +342,22 @@ function Client:__tostring()
 end
 
 --- require("achievers.resty").client(opts): the client options plus shared_dict (the name of
--- a lua_shared_dict).
+-- a lua_shared_dict). Not taken: `token` (the dictionary holds one system token for every
+-- worker) and `ca_file` (nginx's lua_ssl_trusted_certificate is the trust store).
 function M.client(opts)
   assert(type(opts) == "table", "achievers.resty.client: expected an options table")
   local copy, dict_name = {}, opts.shared_dict
-  for k, v in pairs(opts) do if k ~= "shared_dict" then copy[k] = v end end
+  for k, v in pairs(opts) do if k ~= "shared_dict" and k ~= "proxy" then copy[k] = v end end
   if type(dict_name) ~= "string" then
     error("achievers.resty.client: option 'shared_dict' must name a lua_shared_dict", 2)
+  end
+  if opts.token ~= nil then
+    error("achievers.resty.client: option 'token' is not supported: the shared dictionary holds one " ..
+      "system token for every worker, so a user's token there would let every caller act as that user", 2)
+  end
+  if opts.ca_file ~= nil then
+    error("achievers.resty.client: option 'ca_file' is not supported: nginx verifies servers with " ..
+      "lua_ssl_trusted_certificate (in nginx.conf)", 2)
   end
   local dict = ngx.shared[dict_name]
   if not dict then error("achievers.resty.client: no lua_shared_dict named '" .. dict_name .. "'", 2) end
@@ -341,15 +365,30 @@ function M.client(opts)
   copy.refresh_window = 0 -- the engine refreshes only expired tokens; the dictionary does the rest
   local on_rate_limit = copy.on_rate_limit
   local c = achievers.client(copy)
+  local proxy
+  if opts.proxy ~= nil and opts.proxy ~= false and opts.proxy ~= "" then -- false, "": none
+    local why
+    proxy, why = http.parse_proxy(opts.proxy)
+    if not proxy then error("achievers.resty.client: option 'proxy' " .. why, 2) end
+    if c.base_url:match("^http://") and not proxy.loopback and not opts.allow_http then
+      error("achievers.resty.client: option 'proxy' is not on loopback and base_url uses http://: " ..
+        "the proxy would read the client secret and tokens in the clear; use https:// (tunnelled " ..
+        "with CONNECT), a proxy on loopback, or set allow_http = true", 2)
+    end
+  end
   local self = setmetatable({
     c = c,
     dict = dict,
     dict_name = dict_name,
     key = "achievers:token:" .. tostring(copy.client_id) .. ":" .. c.base_url .. ":" .. c.scope,
     refresh_window = window,
-    connect_timeout = copy.connect_timeout or 10,
-    insecure = copy.insecure or false,
-    max_response_size = copy.max_response_size or 32 * 1024 * 1024,
+    conn = {
+      connect_timeout = copy.connect_timeout or 10,
+      insecure = copy.insecure or false,
+      max_response_size = copy.max_response_size or 32 * 1024 * 1024,
+      proxy = proxy,
+      user_agent = copy.user_agent or ("lua-achievers/" .. achievers._VERSION .. " (resty)"),
+    },
     rate_limit = c.rate_limit,
     limits = c.limits,
     on_rate_limit = on_rate_limit,
