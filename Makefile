@@ -46,11 +46,12 @@ MHD_LIBS  := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmi
 JANSSON_LIBS := $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
 
 CLIENT_SRC  := $(sort $(wildcard src/*.c))
-SANDBOX_SRC := $(sort $(filter-out src/sandbox/main.c src/sandbox/lua_sandbox.c,$(wildcard src/sandbox/*.c)))
+# src/sha256.c is compiled into both products (the sandbox has no other client source)
+SANDBOX_SRC := $(sort $(filter-out src/sandbox/main.c src/sandbox/lua_sandbox.c,$(wildcard src/sandbox/*.c)) src/sha256.c)
 CLIENT_OBJ  := $(CLIENT_SRC:src/%.c=$(BUILD)/obj/%.o)
 SANDBOX_OBJ := $(SANDBOX_SRC:src/%.c=$(BUILD)/obj/%.o)
 HEADERS     := $(wildcard src/*.h)
-SANDBOX_HEADERS := $(wildcard src/sandbox/*.h) src/compat.h
+SANDBOX_HEADERS := $(wildcard src/sandbox/*.h) src/compat.h src/sha256.h
 
 MODULE      := $(BUILD)/achievers.so
 SANDBOX_MOD := $(BUILD)/achievers/sandbox.so

@@ -219,7 +219,7 @@ void sbx_h_upload_post(struct sbx_ctx *c)
     u.data = sbx_memdup(part.data, part.len);
     u.size = part.len;
     u.created = c->now;
-    sbx_sha256_hex(part.data, part.len, u.sha256);
+    ach_sha256_hex(part.data, part.len, u.sha256);
     if (u.filename == NULL || u.content_type == NULL || u.data == NULL) {
         free(u.filename);
         free(u.content_type);

@@ -165,7 +165,7 @@ static void page_token(struct sbx_ctx *c, const struct authz *a, long long expir
         out[0] = '\0';
         return;
     }
-    sbx_hmac_sha256_hex(c->s->page_key, strlen(c->s->page_key), m.data, m.len, mac);
+    ach_hmac_sha256_hex(c->s->page_key, strlen(c->s->page_key), m.data, m.len, mac);
     sbx_buf_free(&m);
     snprintf(out, 96, "%lld.%s", expires, mac);
 }

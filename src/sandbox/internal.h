@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "sandbox.h"
+#include "sha256.h" /* src/sha256.c, shared with the client */
 
 #define SBX_BODY_LIMIT     (1u * 1024u * 1024u)   /* larger request bodies: 413 ... */
 #define SBX_UPLOAD_BODY_LIMIT (8u * 1024u * 1024u) /* ... except POST /uploads: up to this */
@@ -50,11 +51,6 @@ int sbx_parse_int(const char *s, long long *out);   /* whole string, decimal; 1 
 void sbx_iso_time(long long t, char out[32]);       /* 2016-02-19T14:22:11-05:00 */
 void sbx_http_date(long long t, char out[40]);      /* Sun, 06 Nov 1994 08:49:37 GMT */
 int sbx_base64_decode(const char *in, unsigned char *out, size_t *outlen);  /* 1 ok, 0 bad */
-
-/* ---- sha256.c ---------------------------------------------------------------------------- */
-
-void sbx_sha256_hex(const void *data, size_t len, char out[65]);
-void sbx_hmac_sha256_hex(const void *key, size_t klen, const void *msg, size_t mlen, char out[65]);
 
 /* ---- parameters: query strings, form and JSON bodies (params.c) ---------------------------- */
 
