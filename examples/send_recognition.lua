@@ -20,17 +20,18 @@ local client = achievers.client {
 }
 
 -- sign in as the sender
-local url, state = client:authorize_url()
+-- (keep state and the PKCE verifier for the redirect; only the verifier's hash is in the URL)
+local url, state, verifier = client:authorize_url()
 local redirect
 if sb then
   redirect = "http://127.0.0.1:8910/callback?state=" .. state .. "&code=" ..
-    sb:consent { user = "adele.olson", scope = "read,write" }
+    sb:consent { user = "adele.olson", scope = "read,write", code_challenge = url:match("code_challenge=([%w_-]+)") }
 else
   print("open this in a browser: " .. url)
   io.write("paste the URL you were redirected to: ")
   redirect = io.read("*l")
 end
-local token = assert(client:handle_callback(redirect, state))
+local token = assert(client:handle_callback(redirect, state, verifier))
 local me = client:with_token(token)
 
 -- the criteria this sender may use for these recipients

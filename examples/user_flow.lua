@@ -23,22 +23,24 @@ local client = achievers.client {
   scope = { "read", "write" },
 }
 
--- 1. where to send the user; keep `state` to check the redirect against
-local url, state = client:authorize_url()
+-- 1. where to send the user; keep `state` to check the redirect against, and the PKCE
+--    verifier (RFC 7636) to prove the code is ours: only its S256 hash is in the URL
+local url, state, verifier = client:authorize_url()
 print("open this in a browser: " .. url)
 
 -- 2. the redirect back to us carries ?code=...&state=...
 local redirect
 if sb then
-  local code = sb:consent { user = "adele.olson", scope = "read,write" }
+  local code = sb:consent { user = "adele.olson", scope = "read,write",
+    code_challenge = url:match("code_challenge=([%w_-]+)") }
   redirect = "http://127.0.0.1:8910/callback?code=" .. code .. "&state=" .. state
 else
   io.write("paste the URL you were redirected to: ")
   redirect = io.read("*l")
 end
 
--- 3. check state, exchange the code
-local token, err = client:handle_callback(redirect, state)
+-- 3. check state, exchange the code (with the verifier)
+local token, err = client:handle_callback(redirect, state, verifier)
 if not token then
   io.stderr:write(tostring(err), "\n")
   os.exit(1)

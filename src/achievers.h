@@ -214,6 +214,7 @@ typedef struct ach_options {
 	double frame_budget; /* seconds of work a poll(0) or an async call may do */
 	int insecure;
 	size_t max_response;
+	int pkce; /* authorize_url adds an S256 code_challenge (RFC 7636) */
 } ach_options;
 
 /* What a driver must send. The strings belong to the exchange. */
@@ -308,6 +309,7 @@ struct ach_exchange {
 	/* token requests */
 	ach_grant grant;
 	char *code; /* authorization code, or the refresh token */
+	char *code_verifier; /* PKCE (RFC 7636): sent with an authorization code, when given */
 	char *grant_scope;
 	int owned_by_slot;
 	/* progress */
@@ -438,6 +440,15 @@ void ach_lua_driver_request_methods(lua_State *L); /* ex:_next, ex:_feed */
 /* resources.c: the endpoint table, the resource helpers, client:each. */
 void ach_resource_methods(lua_State *L); /* into the client methods table at the top */
 void ach_resource_open(lua_State *L, int module); /* achievers.endpoints */
+
+/* ---- pkce.c: RFC 7636 S256 ----------------------------------------------------------------- */
+
+#define ACH_PKCE_LEN 43 /* characters of a verifier we make, and of any S256 challenge */
+/* A new verifier (32 random bytes, base64url) and its challenge; -1 when the OS random failed. */
+int ach_pkce_new(char verifier[ACH_PKCE_LEN + 1], char challenge[ACH_PKCE_LEN + 1]);
+void ach_pkce_challenge(const char *verifier, char out[ACH_PKCE_LEN + 1]);
+int ach_pkce_verifier_valid(const char *s, size_t n); /* RFC 7636 4.1: 43-128 unreserved chars */
+void ach_pkce_open(lua_State *L, int module); /* achievers._sha256_hex, achievers._random_id */
 
 /* record.c: the record option. Setup reads it from the options at `opts` into the user
  * value at `uv`; the trace hook hands each attempt to the recorder at the top (popped). */

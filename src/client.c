@@ -277,6 +277,7 @@ static const char *const option_names[] = {
 	"rate_limit", "limits", "max_concurrency", "ca_file", "insecure", "proxy", "user_agent",
 	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget",
 	"record", "record_pseudonymise", /* record.c */
+	"pkce",
 	NULL,
 };
 
@@ -505,6 +506,7 @@ static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
 	o->frame_budget = opt_number(L, opts, "frame_budget", ACH_FRAME_BUDGET, 0);
 	o->insecure = opt_boolean(L, opts, "insecure", 0);
 	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 32.0 * 1024 * 1024, 1);
+	o->pkce = opt_boolean(L, opts, "pkce", 1);
 	if (opt_type(L, opts, "on_token", LUA_TFUNCTION))
 		lua_setfield(L, hooks, "on_token");
 	if (opt_type(L, opts, "on_request", LUA_TFUNCTION))
@@ -944,11 +946,25 @@ static int client_refresh_token(lua_State *L)
 	return ach_client_run(L, 1, ex);
 }
 
+/* The PKCE verifier at idx (nil: none); raises unless it is one (RFC 7636 4.1). */
+static const char *opt_verifier(lua_State *L, int idx)
+{
+	size_t n;
+	const char *v;
+	if (lua_isnoneornil(L, idx))
+		return NULL;
+	v = luaL_checklstring(L, idx, &n);
+	luaL_argcheck(L, ach_pkce_verifier_valid(v, n), idx,
+		      "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~");
+	return v;
+}
+
+/* client:exchange_code(code[, code_verifier]) -> user token */
 static int client_exchange_code(lua_State *L)
 {
 	client *c = check_client(L, 1);
 	size_t n;
-	const char *code = luaL_checklstring(L, 2, &n);
+	const char *code = luaL_checklstring(L, 2, &n), *verifier = opt_verifier(L, 3);
 	ach_exchange *ex;
 	luaL_argcheck(L, n > 0 && strlen(code) == n, 2, "code must be a non-empty string");
 	if (c->core->opt.client_id == NULL || c->core->opt.client_secret == NULL)
@@ -956,6 +972,8 @@ static int client_exchange_code(lua_State *L)
 	ex = ach_request_push(L, 1, ACH_EX_TOKEN);
 	ex->grant = ACH_GRANT_AUTHORIZATION_CODE;
 	ex->code = dup_or_raise(L, code);
+	if (verifier != NULL)
+		ex->code_verifier = dup_or_raise(L, verifier);
 	return ach_client_run(L, 1, ex);
 }
 
@@ -973,13 +991,14 @@ static const char *field_text(lua_State *L, int idx, const char *name)
 	return s;
 }
 
-/* client:authorize_url{scope=, state=, redirect_uri=} -> url, state */
+/* client:authorize_url{scope=, state=, redirect_uri=} -> url, state, verifier (nil when the
+ * client's pkce option is false: no code_challenge is sent then) */
 static int client_authorize_url(lua_State *L)
 {
 	client *c = check_client(L, 1);
 	const ach_options *o = &c->core->opt;
 	const char *scope = o->scope_comma, *state, *redirect = o->redirect_uri;
-	char hex[33];
+	char hex[33], verifier[ACH_PKCE_LEN + 1], challenge[ACH_PKCE_LEN + 1];
 	luaL_Buffer b;
 	if (!lua_isnoneornil(L, 2))
 		luaL_checktype(L, 2, LUA_TTABLE);
@@ -1042,6 +1061,14 @@ static int client_authorize_url(lua_State *L)
 		lua_pushstring(L, redirect);
 		lua_setfield(L, -2, "redirect_uri");
 	}
+	if (o->pkce) { /* RFC 7636 4.2, S256 */
+		if (ach_pkce_new(verifier, challenge) != 0)
+			return luaL_error(L, "authorize_url: the OS random source failed");
+		lua_pushstring(L, challenge);
+		lua_setfield(L, -2, "code_challenge");
+		lua_pushliteral(L, "S256");
+		lua_setfield(L, -2, "code_challenge_method");
+	}
 	{
 		ach_exchange *scratch = ach_request_push(L, 1, ACH_EX_TOKEN); /* owns the buffer */
 		ach_buf *q = &scratch->scratch;
@@ -1054,15 +1081,21 @@ static int client_authorize_url(lua_State *L)
 		luaL_pushresult(&b);
 	}
 	lua_pushstring(L, state);
-	return 2;
+	if (!o->pkce)
+		return 2;
+	lua_pushstring(L, verifier);
+	memset(verifier, 0, sizeof verifier);
+	return 3;
 }
 
-/* client:handle_callback(query, expected_state) -> token | nil, err */
+/* client:handle_callback(query, expected_state[, code_verifier]) -> token | nil, err */
 static int client_handle_callback(lua_State *L)
 {
 	size_t elen, glen;
 	const char *expected, *got;
 	check_client(L, 1);
+	opt_verifier(L, 4);
+	lua_settop(L, 4);
 	expected = luaL_checklstring(L, 3, &elen);
 	luaL_argcheck(L, elen > 0, 3, "expected_state must not be empty");
 	if (lua_type(L, 2) == LUA_TSTRING) {
@@ -1102,7 +1135,9 @@ static int client_handle_callback(lua_State *L)
 	if (strlen(lua_tostring(L, -1)) != lua_rawlen(L, -1))
 		return ach_fail(L, ACH_KIND_INVALID, "the callback's code is not valid"); /* browser data */
 	lua_replace(L, 2);
-	lua_settop(L, 2);
+	lua_pushvalue(L, 4); /* the verifier (or nil) */
+	lua_replace(L, 3);
+	lua_settop(L, 3);
 	return client_exchange_code(L);
 }
 

@@ -305,6 +305,7 @@ void ach_exchange_release(ach_exchange *ex)
 	}
 	free(ex->headers);
 	ach_free_secret(ex->code);
+	ach_free_secret(ex->code_verifier);
 	free(ex->grant_scope);
 	if (ex->auth_header.data != NULL)
 		memset(ex->auth_header.data, 0, ex->auth_header.len);
@@ -483,6 +484,8 @@ static int build_token_request(ach_exchange *ex)
 			rc = rc || json_field(b, "scope", scope);
 		if (ex->grant == ACH_GRANT_AUTHORIZATION_CODE)
 			rc = rc || json_field(b, "code", ex->code);
+		if (ex->grant == ACH_GRANT_AUTHORIZATION_CODE && ex->code_verifier != NULL)
+			rc = rc || json_field(b, "code_verifier", ex->code_verifier); /* PKCE */
 		if (ex->grant == ACH_GRANT_REFRESH_TOKEN)
 			rc = rc || json_field(b, "refresh_token", ex->code);
 		rc = rc || json_field(b, "client_id", o->client_id) ||
@@ -493,6 +496,8 @@ static int build_token_request(ach_exchange *ex)
 			rc = rc || form_field(b, "scope", scope);
 		if (ex->grant == ACH_GRANT_AUTHORIZATION_CODE) {
 			rc = rc || form_field(b, "code", ex->code);
+			if (ex->code_verifier != NULL)
+				rc = rc || form_field(b, "code_verifier", ex->code_verifier); /* PKCE */
 			if (o->redirect_uri != NULL)
 				rc = rc || form_field(b, "redirect_uri", o->redirect_uri);
 		}

@@ -44,6 +44,7 @@ ACH_EXPORT int luaopen_achievers(lua_State *L)
 	ach_client_open(L);
 	luaL_newlib(L, functions);
 	ach_resource_open(L, lua_gettop(L));
+	ach_pkce_open(L, lua_gettop(L));
 	lua_pushliteral(L, ACH_VERSION);
 	lua_setfield(L, -2, "_VERSION");
 	ach_push_null(L);

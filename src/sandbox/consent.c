@@ -8,7 +8,7 @@
  *
  * The page cannot be framed (X-Frame-Options, CSP frame-ancestors), and its form carries a
  * token bound to the authorize request (an HMAC of client, redirect URI, scope, state and an
- * expiry under a per-server key): a post without it, or one a browser marks as coming from
+ * PKCE code_challenge and an expiry under a per-server key): a post without it, or one a browser marks as coming from
  * another site (Origin, Sec-Fetch-Site), gets no code. Runs with the server lock held.
  */
 #include <ctype.h>
@@ -23,6 +23,7 @@
 
 struct authz {
     const char *client_id, *scope_text, *state, *redirect_uri;
+    const char *challenge; /* PKCE S256 code_challenge, NULL when none */
     unsigned scope;
 };
 
@@ -121,6 +122,33 @@ static void redirect(struct sbx_ctx *c, const struct authz *a, const char *key, 
     sbx_buf_free(&b);
 }
 
+/* PKCE (RFC 7636 4.4): a code_challenge is taken with code_challenge_method=S256 only. "plain"
+   (also the method a challenge without one means) is refused, as the OAuth security BCP (RFC
+   9700 2.1.1) advises: it protects nothing once the authorization request is seen. */
+static int check_pkce(struct sbx_ctx *c, const struct sbx_params *p, struct authz *a)
+{
+    const char *method = param(p, "code_challenge_method");
+
+    a->challenge = param(p, "code_challenge");
+    if (a->challenge == NULL || a->challenge[0] == '\0') {
+        a->challenge = NULL;
+        if (method == NULL)
+            return 1;
+        redirect(c, a, "error", "invalid_request", "code_challenge_method without code_challenge");
+        return 0;
+    }
+    if (method == NULL || strcmp(method, "S256") != 0) {
+        redirect(c, a, "error", "invalid_request",
+                 "code_challenge_method must be S256 (plain is not supported)");
+        return 0;
+    }
+    if (!sbx_pkce_challenge_valid(a->challenge)) {
+        redirect(c, a, "error", "invalid_request", "code_challenge must be 43 base64url characters (S256)");
+        return 0;
+    }
+    return 1;
+}
+
 /* Checks the parameters both forms share. 1 ok, 0 with a 400 page or an error redirect. */
 static int check_request(struct sbx_ctx *c, const struct sbx_params *p, struct authz *a)
 {
@@ -151,7 +179,7 @@ static int check_request(struct sbx_ctx *c, const struct sbx_params *p, struct a
     }
     if (a->scope == 0)
         a->scope = SBX_SCOPE_READ;
-    return 1;
+    return check_pkce(c, p, a);
 }
 
 /* The form token of the page for request `a`, valid until `expires`: "<expires>.<hmac hex>". */
@@ -160,8 +188,9 @@ static void page_token(struct sbx_ctx *c, const struct authz *a, long long expir
     struct sbx_buf m = {0};
     char mac[65];
 
-    if (sbx_buf_addf(&m, "%lld\n%s\n%s\n%s\n%c%s", expires, a->client_id, a->redirect_uri,
-                     sbx_scope_name(a->scope), a->state ? 's' : '-', a->state ? a->state : "") != 0) {
+    if (sbx_buf_addf(&m, "%lld\n%s\n%s\n%s\n%s\n%c%s", expires, a->client_id, a->redirect_uri,
+                     sbx_scope_name(a->scope), a->challenge ? a->challenge : "", a->state ? 's' : '-',
+                     a->state ? a->state : "") != 0) {
         out[0] = '\0';
         return;
     }
@@ -239,7 +268,9 @@ static void consent_page(struct sbx_ctx *c, const struct authz *a, const char *u
     fail = fail || sbx_buf_addf(&b, "<form method=\"post\" action=\"%s\">\n", AUTHORIZE_PATH) ||
            add_hidden(&b, "response_type", "code") || add_hidden(&b, "client_id", a->client_id) ||
            add_hidden(&b, "scope", sbx_scope_name(a->scope)) || add_hidden(&b, "state", a->state) ||
-           add_hidden(&b, "redirect_uri", a->redirect_uri) || add_hidden(&b, "csrf_token", token) ||
+           add_hidden(&b, "redirect_uri", a->redirect_uri) || add_hidden(&b, "code_challenge", a->challenge) ||
+           add_hidden(&b, "code_challenge_method", a->challenge ? "S256" : NULL) ||
+           add_hidden(&b, "csrf_token", token) ||
            sbx_buf_addf(&b, "<label for=\"username\">Signed in as (sandbox user)</label>\n"
                             "<input type=\"text\" id=\"username\" name=\"username\" list=\"users\" "
                             "autocomplete=\"off\" value=\"") ||
@@ -304,7 +335,7 @@ void sbx_h_authorize_post(struct sbx_ctx *c)
         error_page(c, "Bad form submission.", "Choose Approve or Deny.");
     } else if (user == NULL || (u = sbx_user_by_name(c->s->store, user)) < 0) {
         consent_page(c, &a, user ? user : "", "Unknown user: pick a sandbox username.");
-    } else if ((code = sbx_code_new(c->s, u, a.scope, a.redirect_uri)) == NULL) {
+    } else if ((code = sbx_code_new(c->s, u, a.scope, a.redirect_uri, a.challenge)) == NULL) {
         sbx_reply_error(c->rp, 500, "server_error", NULL, "out of memory");
     } else {
         redirect(c, &a, "code", code->code, NULL);

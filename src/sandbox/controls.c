@@ -9,7 +9,8 @@
 #include "internal.h"
 
 int sbx_consent(struct sbx_server *s, const char *user, const char *scope,
-                const char *redirect_uri, char *code, size_t codelen, char *err, size_t errlen)
+                const char *redirect_uri, const char *code_challenge, char *code, size_t codelen,
+                char *err, size_t errlen)
 {
     struct sbx_code *c;
     unsigned bits;
@@ -24,7 +25,9 @@ int sbx_consent(struct sbx_server *s, const char *user, const char *scope,
                  s->loopback_redirects ? " nor a loopback http URI" : "; loopback_redirects is off");
     } else if (!sbx_scope_parse(scope ? scope : "read", &bits)) {
         snprintf(err, errlen, "unknown scope '%s' (read, write or both)", scope);
-    } else if ((c = sbx_code_new(s, u, bits ? bits : SBX_SCOPE_READ, redirect_uri)) == NULL) {
+    } else if (code_challenge != NULL && !sbx_pkce_challenge_valid(code_challenge)) {
+        snprintf(err, errlen, "code_challenge must be an S256 challenge: 43 base64url characters");
+    } else if ((c = sbx_code_new(s, u, bits ? bits : SBX_SCOPE_READ, redirect_uri, code_challenge)) == NULL) {
         snprintf(err, errlen, "out of memory");
     } else {
         snprintf(code, codelen, "%s", c->code);

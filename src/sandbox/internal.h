@@ -305,6 +305,7 @@ struct sbx_code {
     int user;
     unsigned scope;
     char *redirect_uri;
+    char challenge[44];     /* PKCE S256 code_challenge (RFC 7636), "" when none was sent */
     long long expires;
     int used;
 };
@@ -318,7 +319,14 @@ struct sbx_token *sbx_token_issue(struct sbx_server *s, enum sbx_grant g, int us
 /* A token usable now, or NULL with `*why` set ("unknown", "expired", "revoked"). */
 struct sbx_token *sbx_token_find(struct sbx_server *s, const char *access, const char **why);
 struct sbx_token *sbx_token_by_refresh(struct sbx_server *s, const char *refresh);
-struct sbx_code *sbx_code_new(struct sbx_server *s, int user, unsigned scope, const char *redirect_uri);
+/* A new code; `challenge` is a checked S256 code_challenge or NULL. */
+struct sbx_code *sbx_code_new(struct sbx_server *s, int user, unsigned scope, const char *redirect_uri,
+                              const char *challenge);
+/* Is s an S256 code_challenge (43 base64url characters)? / a code_verifier (RFC 7636 4.1)? */
+int sbx_pkce_challenge_valid(const char *s);
+int sbx_pkce_verifier_valid(const char *s);
+/* Does `verifier` hash to `challenge` (base64url(SHA-256(verifier)))? Constant time. */
+int sbx_pkce_matches(const char *verifier, const char *challenge);
 struct sbx_code *sbx_code_find(struct sbx_server *s, const char *code);
 void sbx_tokens_clear(struct sbx_server *s);
 

@@ -267,9 +267,9 @@ static void only_keys(lua_State *L, int idx, const char *fn, const char *const *
 
 static int l_consent(lua_State *L)
 {
-    static const char *const keys[] = {"user", "scope", "redirect_uri", NULL};
+    static const char *const keys[] = {"user", "scope", "redirect_uri", "code_challenge", NULL};
     struct sbx_server *s = check_sbx(L, 1);
-    const char *user, *scope, *redirect;
+    const char *user, *scope, *redirect, *challenge;
     char code[64], err[256];
 
     if (lua_isnoneornil(L, 2)) {
@@ -281,7 +281,8 @@ static int l_consent(lua_State *L)
     user = field_string(L, 2, "user", "adele.olson");
     scope = field_string(L, 2, "scope", "read,write");
     redirect = field_string(L, 2, "redirect_uri", NULL);
-    if (sbx_consent(s, user, scope, redirect, code, sizeof code, err, sizeof err) != 0)
+    challenge = field_string(L, 2, "code_challenge", NULL);
+    if (sbx_consent(s, user, scope, redirect, challenge, code, sizeof code, err, sizeof err) != 0)
         return luaL_error(L, "consent: %s", err);
     lua_pushstring(L, code);
     return 1;

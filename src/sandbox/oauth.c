@@ -1,8 +1,8 @@
 /*
  * oauth.c: the token endpoint, POST /oauth/v2/openIDConnectClient/token. JSON or form bodies;
  * client credentials in the body or as HTTP Basic (if both, they must agree); the grants
- * client_credentials, authorization_code and (when enabled) refresh_token; RFC 6749 error
- * answers. Runs with the server lock held.
+ * client_credentials, authorization_code (with PKCE, RFC 7636, when the code was issued for a
+ * code_challenge) and (when enabled) refresh_token; RFC 6749 error answers. Runs with the server lock held.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +122,7 @@ static void grant_code(struct sbx_ctx *c, const struct sbx_params *p)
 {
     const struct sbx_param *code = sbx_params_get(p, "code");
     const struct sbx_param *redirect = sbx_params_get(p, "redirect_uri");
+    const struct sbx_param *verifier = sbx_params_get(p, "code_verifier");
     struct sbx_code *k;
     struct sbx_token *t;
 
@@ -139,6 +140,25 @@ static void grant_code(struct sbx_ctx *c, const struct sbx_params *p)
         token_error(c, 400, "invalid_grant", "redirect_uri differs from the one the code was issued for%s",
                     NULL);
         return;
+    }
+    /* PKCE (RFC 7636 4.6): a code issued with a challenge needs its verifier; a verifier for a
+       code issued without one is refused too (a downgrade, RFC 9700 2.1.1). A failed proof
+       spends the code, so that verifiers cannot be tried one after another. */
+    if (k->challenge[0] != '\0' || verifier != NULL) {
+        const char *why = NULL;
+        if (k->challenge[0] == '\0')
+            why = "code_verifier sent, but the authorization request had no code_challenge";
+        else if (verifier == NULL || verifier->vlen == 0)
+            why = "code_verifier: required, the authorization request had a code_challenge";
+        else if (strlen(verifier->val) != verifier->vlen || !sbx_pkce_verifier_valid(verifier->val))
+            why = "code_verifier: 43 to 128 characters of A-Z a-z 0-9 - . _ ~";
+        else if (!sbx_pkce_matches(verifier->val, k->challenge))
+            why = "code_verifier does not match the code_challenge";
+        if (why != NULL) {
+            k->used = 1;
+            token_error(c, 400, "invalid_grant", "%s", why);
+            return;
+        }
     }
     k->used = 1;
     t = sbx_token_issue(c->s, SBX_GRANT_CODE, k->user, k->scope);

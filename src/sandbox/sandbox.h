@@ -59,11 +59,13 @@ const char *sbx_redirect_uri(const struct sbx_server *s);
 
 /*
  * An authorization code as if `user` had approved `scope` in the consent page. `redirect_uri`
- * may be NULL (the configured one). Returns 0 and writes the code (NUL-terminated) to `code`,
- * or -1 with a message in `err` (unknown user, bad scope).
+ * may be NULL (the configured one). `code_challenge` is a PKCE S256 challenge (RFC 7636) the
+ * code exchange must then prove, or NULL. Returns 0 and writes the code (NUL-terminated) to
+ * `code`, or -1 with a message in `err` (unknown user, bad scope, bad challenge).
  */
 int sbx_consent(struct sbx_server *s, const char *user, const char *scope,
-                const char *redirect_uri, char *code, size_t codelen, char *err, size_t errlen);
+                const char *redirect_uri, const char *code_challenge, char *code, size_t codelen,
+                char *err, size_t errlen);
 
 /* Fault injection: the next `count` requests whose path starts with `path` (NULL: any). */
 struct sbx_fault {

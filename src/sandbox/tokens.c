@@ -3,6 +3,7 @@
  * with the reissue rule of achievers-api.md section 0. Every function runs with the server
  * lock held.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,7 +103,8 @@ struct sbx_token *sbx_token_by_refresh(struct sbx_server *s, const char *refresh
     return NULL;
 }
 
-struct sbx_code *sbx_code_new(struct sbx_server *s, int user, unsigned scope, const char *redirect_uri)
+struct sbx_code *sbx_code_new(struct sbx_server *s, int user, unsigned scope, const char *redirect_uri,
+                              const char *challenge)
 {
     struct sbx_code *c;
 
@@ -117,6 +119,8 @@ struct sbx_code *sbx_code_new(struct sbx_server *s, int user, unsigned scope, co
         return NULL;
     c->user = user;
     c->scope = scope;
+    if (challenge != NULL)
+        snprintf(c->challenge, sizeof c->challenge, "%s", challenge);
     c->expires = sbx_now(s) + SBX_CODE_LIFETIME;
     s->ncodes++;
     return c;
@@ -140,4 +144,58 @@ void sbx_tokens_clear(struct sbx_server *s)
         free(s->codes[i].redirect_uri);
     s->ncodes = 0;
     s->ntokens = 0;
+}
+
+/* ---- PKCE (RFC 7636): only S256; "plain" is refused at the authorization endpoint ---------- */
+
+static int unreserved(int ch)
+{
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+           ch == '.' || ch == '_' || ch == '~';
+}
+
+int sbx_pkce_verifier_valid(const char *s)
+{
+    size_t n = strlen(s), i;
+
+    if (n < 43 || n > 128)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!unreserved((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+int sbx_pkce_challenge_valid(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i]; i++)
+        if (!unreserved((unsigned char)s[i]) || s[i] == '.' || s[i] == '~')
+            return 0;
+    return i == 43; /* base64url of 32 bytes, no padding */
+}
+
+int sbx_pkce_matches(const char *verifier, const char *challenge)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char d[33] = {0};
+    char want[44];
+    unsigned diff = 0;
+    int i, o = 0;
+
+    ach_sha256(verifier, strlen(verifier), d);
+    for (i = 0; i < 33; i += 3) {
+        unsigned v = (unsigned)d[i] << 16 | (unsigned)d[i + 1] << 8 | d[i + 2];
+        want[o++] = b64[v >> 18 & 63];
+        want[o++] = b64[v >> 12 & 63];
+        want[o++] = b64[v >> 6 & 63];
+        want[o++] = b64[v & 63];
+    }
+    want[43] = '\0'; /* 32 bytes: 43 characters, the rest is padding */
+    if (strlen(challenge) != 43)
+        return 0;
+    for (i = 0; i < 43; i++)
+        diff |= (unsigned)(want[i] ^ challenge[i]);
+    return diff == 0;
 }

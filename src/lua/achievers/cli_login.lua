@@ -1,6 +1,7 @@
 -- achievers.cli_login: `achievers login`, the authorization code flow for an installed
 -- application (RFC 8252): listen on a loopback port, send the person to the authorize URL,
--- take the one redirect that comes back, check its state and exchange its code. Needs
+-- take the one redirect that comes back, check its state and exchange its code (with the PKCE
+-- verifier, unless the client has pkce = false). Needs
 -- LuaSocket for the listener.
 
 local M = {}
@@ -68,7 +69,8 @@ function M.run(c, o)
   if not server then return nil, "cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err) end
   local _, bound = server:getsockname()
   local redirect_uri = o.redirect_uri or ("http://127.0.0.1:" .. bound .. path)
-  local url, state = c:authorize_url { scope = o.scope, redirect_uri = redirect_uri }
+  -- PKCE (RFC 7636): the verifier stays in this process, only its S256 challenge is in the URL
+  local url, state, verifier = c:authorize_url { scope = o.scope, redirect_uri = redirect_uri }
   if o.json then
     o.out(require("achievers.cli_json").encode({ authorize_url = url, redirect_uri = redirect_uri }))
   else
@@ -91,7 +93,7 @@ function M.run(c, o)
         respond(conn, "404 Not Found", "Not found", "This address only takes the sign-in redirect.")
         conn:close()
       else
-        local tok, cerr = c:handle_callback(query or "", state)
+        local tok, cerr = c:handle_callback(query or "", state, verifier)
         if tok then
           respond(conn, "200 OK", "Signed in",
             "You can close this tab and go back to the terminal.")
