@@ -37,12 +37,37 @@ static ach_exchange *check_exchange(lua_State *L, int idx)
 	return ach_request_exchange(L, idx);
 }
 
-/* client:_exchange(spec) or client:_exchange("token"[, force]): an exchange for a Lua driver. */
+/* client:_exchange("code", code[, code_verifier]): exchange_code's token request (its answer
+ * is the user's token, which stays out of this client's slot). */
+static int code_exchange(lua_State *L)
+{
+	size_t n, vn = 0;
+	const char *code = luaL_checklstring(L, 3, &n);
+	const char *verifier = luaL_optlstring(L, 4, NULL, &vn);
+	ach_exchange *ex;
+	luaL_argcheck(L, n > 0 && strlen(code) == n, 3, "code must be a non-empty string");
+	luaL_argcheck(L, verifier == NULL || ach_pkce_verifier_valid(verifier, vn), 4,
+		      "code_verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~");
+	ex = ach_request_push(L, 1, ACH_EX_TOKEN);
+	if (ex->core->opt.client_id == NULL || ex->core->opt.client_secret == NULL)
+		return luaL_error(L, "exchange_code: the client needs client_id and client_secret");
+	ex->grant = ACH_GRANT_AUTHORIZATION_CODE;
+	if ((ex->code = ach_strdup(code)) == NULL ||
+	    (verifier != NULL && (ex->code_verifier = ach_strdup(verifier)) == NULL))
+		ach_nomem(L);
+	return 1;
+}
+
+/* client:_exchange(spec), client:_exchange("token"[, force]) or client:_exchange("code", code[,
+ * verifier]): an exchange for a Lua driver. */
 static int client_exchange(lua_State *L)
 {
 	ach_exchange *ex;
+	if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "code") == 0)
+		return code_exchange(L);
 	if (lua_type(L, 2) == LUA_TSTRING) {
-		luaL_argcheck(L, strcmp(lua_tostring(L, 2), "token") == 0, 2, "expected a request table or \"token\"");
+		luaL_argcheck(L, strcmp(lua_tostring(L, 2), "token") == 0, 2,
+			      "expected a request table, \"token\" or \"code\"");
 		ex = ach_request_push(L, 1, ACH_EX_ENSURE);
 		ex->force_refresh = lua_toboolean(L, 3);
 		return 1;

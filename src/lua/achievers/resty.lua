@@ -10,12 +10,20 @@
 -- fetches a new one (a lock in the dictionary) while the others keep using the still-valid
 -- token or wait for the new one. The per-token rate limits are counted in the same
 -- dictionary, across all workers. A user's token is never put there (every worker would act
--- as that user): the `token` option is refused, per-user clients are not offered yet.
+-- as that user): the `token` option is refused.
 --
 --   lua_shared_dict achievers 1m;
 --   local client = require("achievers.resty").client {
 --     base_url = ..., client_id = ..., client_secret = ..., shared_dict = "achievers" }
 --   local users, err = client:get("users")
+--
+-- People who sign in act as themselves (the authorization code flow, with PKCE by default):
+-- `client:authorize_url{...}` gives url, state, verifier (keep state and verifier in the
+-- browser's server-side session), `client:handle_callback(query, state, verifier)` gives the
+-- person's token (keep it in that session too), and `client:with_token(tok)` gives, per
+-- request, a user client: cheap (no I/O, no lock), on the same cosockets, whose token is never
+-- written anywhere. Only its rate budget is shared by the workers, in the dictionary under a
+-- hash of the token (budget_key below), the key a Redis store would use too.
 --
 -- For https, nginx verifies the server with lua_ssl_trusted_certificate (and
 -- lua_ssl_verify_depth); `insecure = true` turns verification off.
@@ -111,7 +119,8 @@ end
 
 -- Runs an exchange of the C engine to its end over cosockets. A token request the engine
 -- makes in the middle of a call (its token was rejected with a 401, or expired) goes through
--- the dictionary, unless the caller holds the lock already.
+-- the dictionary, unless the caller holds the lock already or the request is not the shared
+-- system token's (`holding_lock` true: exchange_code, user clients).
 function Client:_run(ex, holding_lock)
   while true do
     local action, arg = ex:_next()
@@ -233,7 +242,7 @@ end
 -- server's windows falls inside one of ours. A worker over the limit sleeps to the window's end.
 function Client:_pace(class)
   local limit = self.limits[class]
-  local key = self.key .. ":rate:" .. class
+  local key = self.budget .. class
   local window = limit[2] + math.min(1, limit[2] * 0.05)
   for _ = 1, 10000 do
     local n = self.dict:incr(key, 1, 0, window)
@@ -297,6 +306,142 @@ function Client:each(path, query)
   end
 end
 
+-- ---- the authorization code flow ------------------------------------------------------------
+
+--- client:authorize_url{scope=, state=, redirect_uri=} -> url, state, verifier: as the C
+-- client's (no I/O). With pkce (the default) the URL carries an S256 code_challenge; keep
+-- state and verifier with the browser's session for the callback. verifier is nil with
+-- pkce = false.
+function Client:authorize_url(opts)
+  return self.c:authorize_url(opts)
+end
+
+local function unescape(s)
+  return (s:gsub("%+", " "):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end))
+end
+
+-- A query string (or a whole URL) as a table; the first of repeated keys wins.
+local function query_table(q)
+  q = q:match("%?(.*)$") or q
+  q = q:match("^[^#]*")
+  local t = {}
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k = unescape(k)
+    if t[k] == nil then t[k] = unescape(v) end
+  end
+  return t
+end
+
+local function flow_error(kind, message, code)
+  local e = achievers._error(kind, message)
+  e.code = code
+  return e
+end
+
+--- client:handle_callback(query, expected_state[, verifier]) -> token | nil, err: checks the
+-- redirect's state (err.kind "state_mismatch"), its error ("access_denied", or "auth" with the
+-- server's code), and exchanges its code, sending the PKCE verifier. `query` is the query
+-- string (ngx.var.args), a URL, or a table (ngx.req.get_uri_args()).
+function Client:handle_callback(query, expected_state, verifier)
+  if type(expected_state) ~= "string" or expected_state == "" then
+    error("handle_callback: expected_state must be a non-empty string", 2)
+  end
+  if type(query) == "string" then
+    query = query_table(query)
+  elseif type(query) ~= "table" then
+    error("handle_callback: query must be a string or a table", 2)
+  end
+  local got = query.state
+  -- compared through their hashes: how long the comparison takes tells nothing of the state
+  if type(got) ~= "string" or achievers._sha256_hex(got) ~= achievers._sha256_hex(expected_state) then
+    return nil, flow_error("state_mismatch", "the callback's state does not match the one this flow started with")
+  end
+  if query.error ~= nil then
+    local e = type(query.error) == "string" and query.error or nil
+    local kind = e == "access_denied" and "access_denied" or "auth"
+    local desc = type(query.error_description) == "string" and query.error_description or
+      (kind == "access_denied" and "the user denied access" or "the authorization server refused")
+    return nil, flow_error(kind, desc, e)
+  end
+  local code = query.code
+  if type(code) ~= "string" or code == "" then return nil, flow_error("invalid", "the callback has no code") end
+  if code:find("%z") then return nil, flow_error("invalid", "the callback's code is not valid") end
+  return self:exchange_code(code, verifier)
+end
+
+--- client:exchange_code(code[, verifier]) -> the person's token: not kept by this client, nor
+-- written to the dictionary; the caller keeps it (in the browser's server-side session).
+function Client:exchange_code(code, verifier)
+  return self:_run(self.c:_exchange("code", code, verifier), true)
+end
+
+-- ---- user clients ---------------------------------------------------------------------------
+
+-- The dictionary key of a rate budget: per client, per access token (by the first 16 hex
+-- digits of its SHA-256, never the token itself), per class. The same shape as a Redis store's
+-- keys: "achievers:{<client_id>}:rate:<hash>:<class>" ({client_id} is a Cluster hash tag).
+function M.budget_key(client_id, access_token, class)
+  return "achievers:{" .. tostring(client_id) .. "}:rate:" ..
+    achievers._sha256_hex(access_token):sub(1, 16) .. ":" .. (class or "")
+end
+
+local User = {}
+User.__index = User
+
+--- client:with_token(tok[, {on_token = fn}]) -> a client acting as the person whose token tok
+-- is (a token object or a saved table). Made per request: no I/O, no lock, same cosockets;
+-- the token stays in this object (and in what the caller keeps). When the engine gets this
+-- person a new token (a refresh), on_token(new_token) is called so the caller can keep it.
+function Client:with_token(tok, opts)
+  if type(tok) ~= "table" and type(tok) ~= "userdata" then
+    error("with_token: expected a token or a saved token table", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then error("with_token: options must be a table", 2) end
+  if opts and opts.on_token ~= nil and type(opts.on_token) ~= "function" then
+    error("with_token: on_token must be a function", 2)
+  end
+  local c = self.c:with_token(tok)
+  local access = c.current_token.access_token
+  return setmetatable({
+    c = c, conn = self.conn, dict = self.dict, rate_limit = self.rate_limit, limits = self.limits,
+    on_rate_limit = self.on_rate_limit, client_id = self.client_id,
+    budget = M.budget_key(self.client_id, access, ""), access = access,
+    on_token = opts and opts.on_token,
+  }, User)
+end
+
+User._run = Client._run
+User._pace = Client._pace
+
+-- After a call: a refreshed token moves the budget to its own key and goes to on_token.
+function User:_check_token()
+  local now = self.c.current_token
+  if now and now.access_token ~= self.access then
+    self.access = now.access_token
+    self.budget = M.budget_key(self.client_id, self.access, "")
+    if self.on_token then self.on_token(now) end
+  end
+end
+
+--- user:request{...}: as client:request, acting as the person (never the dictionary's token).
+function User:request(spec)
+  local ex = self.c:_exchange(spec)
+  if self.rate_limit then self:_pace(ex:_rate_class()) end
+  local data, err = self:_run(ex, true)
+  self:_check_token()
+  return data, err
+end
+
+--- user:token(): the person's token as this client holds it now (a refresh may have replaced it).
+function User:token()
+  return self.c.current_token
+end
+
+function User:__tostring()
+  return "achievers.resty.user_client(" .. tostring(self.c):match("%((.*)%)$") .. ")"
+end
+
 -- The resource helpers, from the module's endpoint table.
 local function escape_id(id)
   if type(id) == "number" and id == math.floor(id) then id = string.format("%d", id) end
@@ -336,6 +481,14 @@ for _, e in ipairs(achievers.endpoints) do
     end
   end
 end
+
+-- A user client has the same request methods and resource helpers.
+for _, name in ipairs { "get", "post", "each" } do User[name] = Client[name] end
+for _, e in ipairs(achievers.endpoints) do User[e.name] = Client[e.name] end
+
+--- require("achievers.resty").random_id([nbytes = 32]): nbytes from the OS random source,
+-- base64url (session ids, form tokens): what an app needs and nginx's Lua does not give.
+M.random_id = achievers._random_id
 
 function Client:__tostring()
   return "achievers.resty.client(" .. tostring(self.c):match("%((.*)%)$") .. ", shared_dict=" .. self.dict_name .. ")"
@@ -394,6 +547,8 @@ function M.client(opts)
     on_rate_limit = on_rate_limit,
   }, Client)
   self.lock = self.key .. ":lock"
+  self.budget = self.key .. ":rate:"
+  self.client_id = copy.client_id
   return self
 end
 
