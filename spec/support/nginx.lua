@@ -52,8 +52,9 @@ local EVAL = [[
         }
 ]]
 
---- start{env = {NAME = value}, locations = "extra location blocks", latency = ...}: a running
--- nginx; stop it in teardown.
+--- start{env = {NAME = value}, locations = "extra location blocks", conf = "path"}: a running
+-- nginx (conf: another configuration of the same shape, default examples/openresty/nginx.conf);
+-- stop it in teardown.
 function M.start(opts)
   opts = opts or {}
   local root = io.popen("pwd"):read("*l")
@@ -65,10 +66,11 @@ function M.start(opts)
   assert(sh(("mkdir -p %s/logs %s/examples && chmod 755 %s"):format(prefix, prefix, prefix)))
   assert(sh(("ln -s %s/src %s/src && ln -s %s/build %s/build && ln -s %s/spec %s/spec && " ..
     "ln -s %s/examples/openresty %s/examples/openresty"):format(root, prefix, root, prefix, root, prefix, root, prefix)))
-  local conf = assert(slurp(root .. "/examples/openresty/nginx.conf"))
+  local conf_path = opts.conf or "examples/openresty/nginx.conf"
+  local conf = assert(slurp(root .. "/" .. conf_path))
   local n
-  conf, n = conf:gsub("listen 127%.0%.0%.1:8088;", "listen 127.0.0.1:" .. self.port .. ";")
-  assert(n == 1, "examples/openresty/nginx.conf: no listen line")
+  conf, n = conf:gsub("listen 127%.0%.0%.1:%d+;", "listen 127.0.0.1:" .. self.port .. ";")
+  assert(n == 1, conf_path .. ": no listen line")
   conf, n = conf:gsub('lua_package_path "', 'lua_package_path "$prefix/spec/?.lua;')
   assert(n == 1, "examples/openresty/nginx.conf: no lua_package_path")
   conf, n = conf:gsub("(location = /ping {)", function(ping) return EVAL .. (opts.locations or "") .. "\n        " .. ping end)
