@@ -189,6 +189,17 @@ describe("PKCE (S256)", function()
     assert.matches("was not made by this page", res.body, 1, true)
   end)
 
+  it("a strict sandbox (only what the docs show) ignores PKCE, as a server that knows none would", function()
+    local strict = h.start_sandbox { strict = true, loopback_redirects = true }
+    local sc = h.client(strict, { scope = "read,write", redirect_uri = strict.url .. "/callback" })
+    local url, state, verifier = sc:authorize_url()
+    local q, form = approve(strict, url)
+    local tok, err = sc:handle_callback(q, state, verifier)
+    strict:stop()
+    assert.is_nil(form.code_challenge)
+    assert.is_truthy(tok, tostring(err))
+  end)
+
   it("refuses a malformed verifier as misuse", function()
     assert.has_error(function() c:exchange_code("abc", "too-short") end)
     assert.has_error(function() c:exchange_code("abc", ("a"):rep(42) .. " ") end)

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "evidence.h"
 
 #define AUTHORIZE_PATH "/oauth/v2/openIDConnectClient/authorize"
 #define PAGE_TOKEN_LIFETIME 600LL   /* seconds a consent page's form stays good */
@@ -130,6 +131,10 @@ static int check_pkce(struct sbx_ctx *c, const struct sbx_params *p, struct auth
     const char *method = param(p, "code_challenge_method");
 
     a->challenge = param(p, "code_challenge");
+    if (!sbx_serves(c->s, SBX_EV_AUTHZ_PKCE)) {
+        a->challenge = NULL; /* strict: as a server that knows no PKCE, ignored */
+        return 1;
+    }
     if (a->challenge == NULL || a->challenge[0] == '\0') {
         a->challenge = NULL;
         if (method == NULL)

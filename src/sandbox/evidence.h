@@ -26,6 +26,7 @@
     X(AUTHZ_DENIED,     "authorize redirect", "error=access_denied, state", INFERRED, "1.7 (RFC 6749)") \
     X(AUTHZ_ERRORS,     "authorize redirect", "error=invalid_scope / unsupported_response_type, state", INFERRED, "1.7 (RFC 6749 4.1.2.1)") \
     X(AUTHZ_REDIRECT,   "behaviour", "only the registered redirect URI", DOC, "1.2, 1.7; S4") \
+    X(AUTHZ_PKCE,       "behaviour", "PKCE: an S256 code_challenge must be proved by its code_verifier; plain refused (strict: ignored)", INFERRED, "1.7 (RFC 7636, RFC 9700 2.1.1)") \
     /* errors */ \
     X(ERROR_CODE,       "error", "error, error_description", DOC, "0, 2.6; RFC 6749 5.2 (the token endpoint's standard; API errors follow it)") \
     X(ERROR_FIELD,      "error", "field (the parameter at fault)", INFERRED, "2.6") \

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "internal.h"
+#include "evidence.h"
 
 static void token_error(struct sbx_ctx *c, int status, const char *code, const char *fmt,
                         const char *arg)
@@ -144,7 +145,7 @@ static void grant_code(struct sbx_ctx *c, const struct sbx_params *p)
     /* PKCE (RFC 7636 4.6): a code issued with a challenge needs its verifier; a verifier for a
        code issued without one is refused too (a downgrade, RFC 9700 2.1.1). A failed proof
        spends the code, so that verifiers cannot be tried one after another. */
-    if (k->challenge[0] != '\0' || verifier != NULL) {
+    if ((k->challenge[0] != '\0' || verifier != NULL) && sbx_serves(c->s, SBX_EV_AUTHZ_PKCE)) {
         const char *why = NULL;
         if (k->challenge[0] == '\0')
             why = "code_verifier sent, but the authorization request had no code_challenge";
