@@ -40,7 +40,7 @@ describe("achievers program", function()
       assert.matches("usage: achievers", out)
       assert.matches("Exit status:", out)
       for _, row in ipairs { " 2  usage", " 3  auth", " 5  not_found", " 9  network",
-        "11  login failed" } do
+        "11  login failed", "12  login could not listen", "130  interrupted (Ctrl-C)" } do
         assert.matches(row, out, 1, true)
       end
     end)

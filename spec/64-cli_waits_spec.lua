@@ -108,4 +108,20 @@ describe("achievers program and the rate limit", function()
     p.kill()
     assert(ok, e)
   end)
+
+  it("puts the wait on the progress line when stderr is a terminal", function()
+    local f = assert(io.open(cfg, "w"))
+    f:write("limits = { heavy = { 1, 2 } }\n") -- the second page waits about 2 s
+    f:close()
+    local logfile = home .. "/tty.log"
+    local inner = string.format("%s %s bin/achievers --config %s each recognitions pageSize=1 --limit 2 " ..
+      "--json 2>&1 >/dev/null", env_prefix(env), h.lua, q(cfg))
+    -- script(1) gives the program a pseudo-terminal; only its stderr reaches the log
+    assert(sh(string.format("timeout 60 script -q -e -c %s %s </dev/null >/dev/null 2>&1", q(inner),
+      q(logfile))))
+    local log = slurp(logfile) or ""
+    assert.matches("\r%[[#.]+%] 1/%d+ items  page 1/%d+  waiting %d%.%d s for the rate limit " ..
+      "%(heavy requests%)\27%[K", log)
+    assert.is_nil(log:find("achievers: waiting", 1, true)) -- not as a line of its own
+  end)
 end)

@@ -58,7 +58,8 @@ Commands:
                             send a recognition as the logged-in user
   login                     sign in as a person (authorization code flow for installed apps)
   logout                    forget the saved user token
-  repl                      a Lua REPL with `client` (and `user` when logged in) ready
+  repl                      a Lua REPL with `client` (and `user` when logged in) ready:
+                            Tab completes, `help` shows the reference, Ctrl-C stops a call
   sandbox [sandbox options] run the local API emulator (achievers-sandbox; try --help)
   help                      this text
 
