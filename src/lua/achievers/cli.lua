@@ -380,6 +380,9 @@ local function clients(ctx)
   extra.on_rate_limit = function(info)
     if ctx.on_rate_limit then
       ctx.on_rate_limit(info)
+    elseif ctx.opts.json then -- stderr carries JSON only
+      io.stderr:write(json.encode({ rate_limit = { wait = tonumber(info.wait), class = info.class } }), "\n")
+      io.stderr:flush()
     else
       io.stderr:write("achievers: ", rate_limit_text(info), "\n")
       io.stderr:flush()

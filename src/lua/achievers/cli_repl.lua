@@ -14,7 +14,8 @@
 --   polls, so Ctrl-C returns to the prompt at once; the task is kept in `_pending`
 --   (`_pending:result()` waits for it). On a terminal Ctrl-C is read as a key (the terminal's
 --   interrupt character is switched off for the session and restored at the end): lua(1)
---   catches SIGINT only once, and a second Ctrl-C would end the session. Ctrl-D quits.
+--   catches SIGINT only once, and a second Ctrl-C would end the session. At the prompt
+--   Ctrl-C does nothing (Ctrl-U clears the line); Ctrl-D quits.
 
 local pretty = require("achievers.pretty")
 local store = require("achievers.cli_store")
