@@ -183,7 +183,7 @@ describe("achievers repl (through tmux)", function()
     after_prompt(16, "interrupted")
     local took = socket.gettime() - t0
     assert.is_true(took < 2, "took " .. took .. " s, the call takes 4") -- not after the call
-    assert.matches("interrupted: the call goes on in `_pending`", after_prompt(16, "interrupted"))
+    assert.matches("interrupted %(Ctrl%-C%): the call goes on in `_pending`", after_prompt(16, "interrupted"))
     -- Ctrl-C at the prompt does not end the session (lua(1) would, the second time)
     assert(sh(tmux("send-keys -t " .. q(session) .. " C-c")))
     assert(sh(tmux("send-keys -t " .. q(session) .. " C-c")))
@@ -192,11 +192,21 @@ describe("achievers repl (through tmux)", function()
     sb:latency(0)
   end)
 
+  it("stops a line that computes for long on Ctrl-C too", function()
+    type_line("n = 0 while true do n = n + 1 end")
+    after_prompt(18, "end\n")
+    socket.sleep(0.3)
+    assert(sh(tmux("send-keys -t " .. q(session) .. " C-c")))
+    assert.matches("^n = 0 while true do n = n %+ 1 end\ninterrupted %(Ctrl%-C%)\n", after_prompt(18, "interrupted"))
+    type_line("n > 0")
+    assert.matches("^n > 0\ntrue\n", after_prompt(19, "true"))
+  end)
+
   it("keeps the history across sessions, and Ctrl-L clears the screen", function()
     -- a session that keeps the tmux server up while the REPL's ends
     assert(sh(tmux("new-session -d -s keep 'sleep 100'")))
     type_line("x = 'from the first session'")
-    after_prompt(19, "")
+    after_prompt(21, "")
     assert(sh(tmux("send-keys -t " .. q(session) .. " C-d")))
     local hist = home .. "/.local/state/achievers/repl_history"
     local text

@@ -270,36 +270,62 @@ function M.run(o)
 
   -- Runs a compiled line as a task of the client, polling until it ends; Ctrl-C (a key on a
   -- terminal, or lua(1)'s "interrupted!") leaves it in `_pending` and returns at once.
+  local INTERRUPTED = "interrupted (Ctrl-C)"
   local function evaluate(f)
     local c = o.client
-    if not (c and c.spawn) then
-      return pack(xpcall(f, function(e) return e end))
+    local run = f
+    if keys then
+      -- a line that computes for long, with no call to wait on, stops on Ctrl-C too: a count
+      -- hook on the line's own coroutine looks at the keyboard now and then
+      run = function(...)
+        debug.sethook(function() if keys() then error(INTERRUPTED, 0) end end, "", 1000000)
+        return f(...)
+      end
+      -- LuaJIT runs no hooks in compiled loops: the typed line (and the functions it defines)
+      -- is interpreted
+      if type(rawget(_G, "jit")) == "table" and jit.off then pcall(jit.off, f, true) end
     end
-    local ok, task = pcall(c.spawn, c, f)
-    if not ok then return { n = 2, false, task } end
-    if not task:done() then
-      if saved_tty then stty("-icanon -echo min 1 time 0") end
-      local interrupted = false
-      local ok2, err = pcall(function()
-        while not task:done() do
-          pcall(c.poll, c, 0.05) -- the task's error is in task.error
-          if keys and keys() then
-            interrupted = true
-            return
+    if saved_tty then stty("-icanon -echo min 1 time 0") end
+    local r
+    if not (c and c.spawn) then
+      r = pack(xpcall(run, function(e) return e end))
+      if keys then debug.sethook() end
+    else
+      local ok, task = pcall(c.spawn, c, run)
+      if not ok then
+        r = { n = 2, false, task }
+      else
+        local interrupted = false
+        local ok2, err = pcall(function()
+          while not task:done() do
+            pcall(c.poll, c, 0.05) -- the task's error is in task.error
+            if keys and keys() then
+              interrupted = true
+              return
+            end
           end
+        end)
+        if not ok2 and message_of(err):match("interrupted!$") then interrupted = true end
+        if interrupted then
+          env._pending = task
+          r = { n = 2, false, INTERRUPTED .. ": the call goes on in `_pending` " ..
+            "(_pending:result() waits for it)" }
+        elseif not ok2 then
+          r = { n = 2, false, err }
+        elseif task.error ~= nil then
+          r = { n = 2, false, task.error }
+        else
+          local res = task.results or { n = 0 }
+          r = pack(true, unpack(res, 1, res.n or #res))
         end
-      end)
-      if saved_tty then stty("icanon echo") end
-      if not ok2 and message_of(err):match("interrupted!$") then interrupted = true end
-      if interrupted then
-        env._pending = task
-        output:write("interrupted: the call goes on in `_pending` (_pending:result() waits for it)\n")
-        return nil
       end
     end
-    if task.error ~= nil then return { n = 2, false, task.error } end
-    local res = task.results or { n = 0 }
-    return pack(true, unpack(res, 1, res.n or #res))
+    if saved_tty then stty("icanon echo") end
+    if not r[1] and type(r[2]) == "string" and r[2]:sub(1, #INTERRUPTED) == INTERRUPTED then
+      output:write(r[2], "\n")
+      return nil
+    end
+    return r
   end
 
   local buffer = nil
