@@ -12,7 +12,8 @@
 -- - `help` lists the reference's topics, help(name) prints one (achievers.help).
 -- - Each line runs as a task (client:spawn): its calls go out asynchronously while the REPL
 --   polls, so Ctrl-C returns to the prompt at once; the task is kept in `_pending`
---   (`_pending:result()` waits for it). On a terminal Ctrl-C is read as a key (the terminal's
+--   (`_pending:result()` waits for it); a line that computes for long is stopped by a count
+--   hook. On a terminal Ctrl-C is read as a key (the terminal's
 --   interrupt character is switched off for the session and restored at the end): lua(1)
 --   catches SIGINT only once, and a second Ctrl-C would end the session. At the prompt
 --   Ctrl-C does nothing (Ctrl-U clears the line); Ctrl-D quits.
