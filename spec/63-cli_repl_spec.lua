@@ -157,7 +157,7 @@ describe("achievers repl (through tmux)", function()
     type_line("help(client.users)") -- a function value: found among the client's methods
     assert.matches("client:users%(query%)\n`GET /api/v5/users`", after_prompt(12, "Example:"))
     type_line('help "no_such_thing"')
-    assert.matches("no help for no_such_thing", after_prompt(13, "help"))
+    assert.matches("\nno help for no_such_thing", after_prompt(13, "no help for"))
   end)
 
   it("completes globals, fields and the client's methods with Tab", function()
