@@ -40,7 +40,7 @@ describe("sandbox token endpoint", function()
     assert.matches("^%x+$", res.json.access_token)
     assert.equal(40, #res.json.access_token)
     assert.equal(res.json.access_token:lower(), res.json.access_token)
-    assert.equal("bearer", res.json.token_type)
+    assert.equal("Bearer", res.json.token_type)
     assert.equal("read", res.json.scope)
     assert.equal(sb:time() + 14 * 24 * 3600, res.json.expires_in)
     assert.is_nil(res.json.refresh_token)
@@ -174,7 +174,7 @@ describe("sandbox token endpoint", function()
   end)
 
   it("checks redirect_uri against the one the code was issued for", function()
-    local code = sb:consent{user = "adele.olson", redirect_uri = "http://127.0.0.1:9/cb"}
+    local code = sb:consent{user = "adele.olson", redirect_uri = sb.redirect_uri}
     local res = assert(http.token_request(sb, {grant_type = "authorization_code", code = code,
       redirect_uri = "http://127.0.0.1:9/other"}))
     assert.equal("invalid_grant", res.json.error)

@@ -244,8 +244,9 @@ describe("sandbox API writes", function()
     it("stores a binary file and describes the bytes it received", function()
       local bytes = {}
       for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
-      -- every byte value, CRLFs and a fake boundary inside the file
-      local data = table.concat(bytes) .. "\r\n------sandboxspec7d3\r\n\0\0" .. string.rep("\255\0", 5000)
+      -- a PNG signature (uploads are images), every byte value, CRLFs and a fake boundary inside
+      local data = "\137PNG\r\n\26\n" .. table.concat(bytes) .. "\r\n------sandboxspec7d3\r\n\0\0" ..
+        string.rep("\255\0", 5000)
       local body, ctype = multipart({
         {name = "note", data = "ignored"},
         {name = "file", filename = "photo.png", type = "image/png", data = data},
@@ -285,7 +286,8 @@ describe("sandbox API writes", function()
       res = assert(http.api(sb, "POST", "/uploads", sys_rw, {body = body, headers = {["Content-Type"] = ctype}}))
       assert.equal(413, res.status)
       assert.equal("file", res.json.field)
-      body, ctype = multipart({{name = "file", filename = "max.bin", data = string.rep("y", 5 * 1024 * 1024)}})
+      body, ctype = multipart({{name = "file", filename = "max.png",
+        data = "\137PNG\r\n\26\n" .. string.rep("y", 5 * 1024 * 1024 - 8)}})
       res = assert(http.api(sb, "POST", "/uploads", sys_rw, {body = body, headers = {["Content-Type"] = ctype}}))
       assert.equal(201, res.status)
     end)

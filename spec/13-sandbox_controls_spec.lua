@@ -325,7 +325,7 @@ describe("sandbox controls", function()
       tls:stop()
       os.execute("rm -rf " .. dir)
       local body = http.cjson.decode(out)
-      assert.equal("bearer", body.token_type)
+      assert.equal("Bearer", body.token_type)
       local missing, err = sandbox.start{port = 0, tls_cert = "/nonexistent.pem", tls_key = "/nonexistent.pem"}
       assert.is_nil(missing)
       assert.matches("cannot open", err)

@@ -73,7 +73,7 @@ describe("achievers-sandbox program", function()
       "-d '{\"grant_type\":\"client_credentials\",\"scope\":\"read\",\"client_id\":\"" .. prog.client_id ..
       "\",\"client_secret\":\"" .. prog.client_secret .. "\"}'")
     local token = http.cjson.decode(token_json)
-    assert.equal("bearer", token.token_type)
+    assert.equal("Bearer", token.token_type)
     assert.equal("read", token.scope)
     assert.is_true(token.expires_in > 1e9, "an absolute UNIX time by default")
     local users = http.cjson.decode(curl(prog.url .. "/api/v5/users -H 'Authorization: Bearer " ..

@@ -75,7 +75,8 @@ describe("achievers login", function()
   local sb, home, env, dir
 
   setup(function()
-    sb = h.start_sandbox()
+    -- the CLI listens on a loopback port of its choosing (RFC 8252): the sandbox must allow it
+    sb = h.start_sandbox { loopback_redirects = true }
   end)
   teardown(function() sb:stop() end)
 

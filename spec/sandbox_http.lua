@@ -213,4 +213,59 @@ end
 
 M.gettime = socket.gettime
 
+-- ---- the achievers-sandbox program, run in the background -------------------------------------
+
+M.BIN = os.getenv("ACHIEVERS_SANDBOX_BIN") or "build/5.4/achievers-sandbox"
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Starts the program with `args` (a string of flags; `env` a prefix such as "X=1 ") and waits
+-- until it printed its credentials. Returns {pid, url, client_id, client_secret, out(), rc(),
+-- finish(signal) -> rc, stderr}; finish ends it by its pid and waits for its exit status.
+function M.launch(args, env)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir))
+  os.execute("(" .. (env or "") .. M.BIN .. " " .. args .. " >" .. dir .. "/out 2>" .. dir ..
+    "/err & echo $! >" .. dir .. "/pid; wait $!; echo $? >" .. dir .. "/rc) >/dev/null 2>&1 &")
+  local prog = {dir = dir}
+  function prog.out() return slurp(dir .. "/out") or "" end
+  function prog.rc() return tonumber(slurp(dir .. "/rc") or "") end
+  for _ = 1, 200 do
+    prog.pid = prog.pid or tonumber(slurp(dir .. "/pid") or "")
+    if prog.out():find("client_secret: %S+\n") or prog.rc() then break end
+    M.sleep(0.05)
+  end
+  prog.url = prog.out():match("url: (%S+)")
+  prog.port = tonumber((prog.url or ""):match(":(%d+)$"))
+  prog.client_id = prog.out():match("client_id: (%S+)")
+  prog.client_secret = prog.out():match("client_secret: (%S+)")
+  function prog.finish(signal)
+    if prog.pid and not prog.rc() then os.execute("kill -" .. (signal or "TERM") .. " " .. prog.pid) end
+    local rc
+    for _ = 1, 200 do
+      rc = prog.rc()
+      if rc then break end
+      M.sleep(0.05)
+    end
+    if not rc and prog.pid then os.execute("kill -KILL " .. prog.pid .. " 2>/dev/null") end
+    local err = slurp(dir .. "/err")
+    os.execute("rm -rf " .. dir)
+    return rc, err
+  end
+  return prog
+end
+
+-- The resident set size of process `pid` in KiB (Linux /proc), or nil.
+function M.rss_kib(pid)
+  local status = slurp("/proc/" .. pid .. "/status") or ""
+  return tonumber(status:match("VmRSS:%s*(%d+)"))
+end
+
 return M

@@ -439,6 +439,12 @@ void ach_lua_driver_request_methods(lua_State *L); /* ex:_next, ex:_feed */
 void ach_resource_methods(lua_State *L); /* into the client methods table at the top */
 void ach_resource_open(lua_State *L, int module); /* achievers.endpoints */
 
+/* record.c: the record option. Setup reads it from the options at `opts` into the user
+ * value at `uv`; the trace hook hands each attempt to the recorder at the top (popped). */
+void ach_record_setup(lua_State *L, int opts, int uv);
+void ach_record_event(lua_State *L, ach_core *c, ach_exchange *ex, const char *phase,
+		      const ach_http_response *r);
+
 /* multipart.c: the multipart/form-data body of the parts list at idx. */
 void ach_encode_multipart(lua_State *L, int idx, ach_exchange *ex);
 

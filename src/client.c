@@ -173,6 +173,8 @@ void ach_hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_
 	if (L == NULL)
 		return;
 	top = lua_gettop(L);
+	if (push_root_field(L, c, "recorder")) /* record option (record.c) */
+		ach_record_event(L, c, ex, phase, r);
 	if (push_root_field(L, c, "on_request")) {
 		ev = push_event(L, ex, phase);
 		if (r == NULL && ex->headers != NULL) {
@@ -247,11 +249,35 @@ void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait)
 
 /* ---- options ------------------------------------------------------------------------------------ */
 
+/* Caller tables. A named field (an option, a request field) is read once, through the table's
+ * metatable (so a table of defaults behind __index works), and its value stays on the stack
+ * or is copied before anything else is read: __index may make it afresh, and the next read may
+ * run a collection. The tables the module walks (headers, form, query, limits, scope lists, the
+ * parts of a multipart body, batch lists) are read by their own contents: lua_next,
+ * lua_rawlen and lua_rawgeti, never __pairs, __len or __index, in every Lua version. */
+
+/* Whether the key at the top of the stack is one of `names` (byte for byte: "path\0x" is not
+ * "path"). */
+static int key_known(lua_State *L, const char *const *names)
+{
+	size_t n;
+	const char *k;
+	if (lua_type(L, -1) != LUA_TSTRING)
+		return 0;
+	k = lua_tolstring(L, -1, &n);
+	for (int i = 0; names[i] != NULL; i++)
+		if (strlen(names[i]) == n && memcmp(k, names[i], n) == 0)
+			return 1;
+	return 0;
+}
+
 static const char *const option_names[] = {
 	"base_url", "client_id", "client_secret", "scope", "redirect_uri", "token_auth", "token",
 	"on_token", "refresh_window", "timeout", "connect_timeout", "retries", "retry_max_wait",
 	"rate_limit", "limits", "max_concurrency", "ca_file", "insecure", "proxy", "user_agent",
-	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget", NULL,
+	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget",
+	"record", "record_pseudonymise", /* record.c */
+	NULL,
 };
 
 static int opt_type(lua_State *L, int opts, const char *name, int type)
@@ -353,7 +379,7 @@ static void opt_scope(lua_State *L, int opts, ach_options *o)
 		if (lua_type(L, -1) != LUA_TSTRING)
 			luaL_error(L, "achievers.client: option 'scope' must list strings");
 		s = lua_tostring(L, -1);
-		if (s[strcspn(s, ", +\r\n")] != '\0' || s[0] == '\0')
+		if (s[strcspn(s, ", +\r\n")] != '\0' || s[0] == '\0' || strlen(s) != lua_rawlen(L, -1))
 			luaL_error(L, "achievers.client: option 'scope' has a bad entry '%s'", s);
 		lua_pop(L, 1);
 	}
@@ -389,7 +415,8 @@ static void opt_limits(lua_State *L, int opts, ach_options *o)
 	while (lua_next(L, -2) != 0) {
 		int k, found = -1;
 		for (k = 0; k < ACH_CLASS_COUNT; k++)
-			if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), names[k]) == 0)
+			if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), names[k]) == 0 &&
+			    lua_rawlen(L, -2) == strlen(names[k]))
 				found = k;
 		if (found < 0)
 			luaL_error(L, "achievers.client: option 'limits' takes 'default' and 'heavy'");
@@ -409,8 +436,9 @@ static void opt_limits(lua_State *L, int opts, ach_options *o)
 	lua_pop(L, 1);
 }
 
-/* Reads every option of the table at `opts` into the core; raises on misuse. */
-static void read_options(lua_State *L, int opts, ach_core *core)
+/* Reads every option of the table at `opts` into the core, and the hook functions into the
+ * table at `hooks`; raises on misuse. */
+static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
 {
 	ach_options *o = &core->opt;
 	const char *why;
@@ -419,13 +447,8 @@ static void read_options(lua_State *L, int opts, ach_core *core)
 
 	lua_pushnil(L);
 	while (lua_next(L, opts) != 0) {
-		int i, known = 0;
 		lua_pop(L, 1);
-		if (lua_type(L, -1) == LUA_TSTRING)
-			for (i = 0; option_names[i] != NULL; i++)
-				if (strcmp(lua_tostring(L, -1), option_names[i]) == 0)
-					known = 1;
-		if (!known)
+		if (!key_known(L, option_names))
 			luaL_error(L, "achievers.client: unknown option '%s'",
 				   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
 	}
@@ -483,11 +506,11 @@ static void read_options(lua_State *L, int opts, ach_core *core)
 	o->insecure = opt_boolean(L, opts, "insecure", 0);
 	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 32.0 * 1024 * 1024, 1);
 	if (opt_type(L, opts, "on_token", LUA_TFUNCTION))
-		lua_pop(L, 1);
+		lua_setfield(L, hooks, "on_token");
 	if (opt_type(L, opts, "on_request", LUA_TFUNCTION))
-		lua_pop(L, 1);
+		lua_setfield(L, hooks, "on_request");
 	if (opt_type(L, opts, "on_rate_limit", LUA_TFUNCTION))
-		lua_pop(L, 1);
+		lua_setfield(L, hooks, "on_rate_limit");
 }
 
 /* ---- construction ---------------------------------------------------------------------------------- */
@@ -539,19 +562,14 @@ int ach_client_new(lua_State *L)
 		ach_nomem(L);
 	if ((c->slot = ach_slot_new(c->core)) == NULL)
 		ach_nomem(L);
-	read_options(L, 1, c->core);
 	/* user value: hooks and the anchor for pending requests */
 	lua_createtable(L, 0, 6);
+	read_options(L, 1, c->core, lua_gettop(L));
 	lua_pushvalue(L, obj);
 	lua_setfield(L, -2, "root");
-	lua_getfield(L, 1, "on_token");
-	lua_setfield(L, -2, "on_token");
-	lua_getfield(L, 1, "on_request");
-	lua_setfield(L, -2, "on_request");
-	lua_getfield(L, 1, "on_rate_limit");
-	lua_setfield(L, -2, "on_rate_limit");
 	lua_newtable(L);
 	lua_setfield(L, -2, "pending");
+	ach_record_setup(L, 1, -1); /* record option (record.c) */
 	ach_setuservalue(L, obj);
 	register_object(L, c->core, obj);
 	register_object(L, c->slot, obj);
@@ -697,13 +715,8 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
 	spec = lua_absindex(L, spec);
 	lua_pushnil(L);
 	while (lua_next(L, spec) != 0) {
-		int i, known = 0;
 		lua_pop(L, 1);
-		if (lua_type(L, -1) == LUA_TSTRING)
-			for (i = 0; request_fields[i] != NULL; i++)
-				if (strcmp(lua_tostring(L, -1), request_fields[i]) == 0)
-					known = 1;
-		if (!known)
+		if (!key_known(L, request_fields))
 			luaL_error(L, "request: unknown field '%s'",
 				   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
 	}
@@ -713,7 +726,8 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
 		if (lua_type(L, -1) != LUA_TSTRING)
 			luaL_error(L, "request: 'method' must be a string");
 		m = lua_tostring(L, -1);
-		if (m[0] == '\0' || m[strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")] != '\0')
+		if (m[0] == '\0' || m[strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")] != '\0' ||
+		    strlen(m) != lua_rawlen(L, -1))
 			luaL_error(L, "request: 'method' must be an upper-case HTTP method");
 		method = m;
 	}
@@ -803,11 +817,15 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
 		lua_pushnil(L);
 		while (lua_next(L, h) != 0) {
 			const char *k, *v;
+			size_t kn;
 			if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
 				luaL_error(L, "request: 'headers' must map strings to strings");
-			k = lua_tostring(L, -2);
+			/* the count above is only good while the table stays as it was */
+			if (i >= nheaders)
+				luaL_error(L, "request: 'headers' changed while it was read");
+			k = lua_tolstring(L, -2, &kn);
 			v = lua_tostring(L, -1);
-			if (k[0] == '\0' || k[strcspn(k, ": \t\r\n")] != '\0')
+			if (k[0] == '\0' || k[strcspn(k, ": \t\r\n")] != '\0' || strlen(k) != kn)
 				luaL_error(L, "request: header name '%s' is not valid", k);
 			ach_check_header_safe(L, v, lua_rawlen(L, -1), "a header value");
 			lua_pushfstring(L, "%s: %s", k, v);
@@ -941,6 +959,20 @@ static int client_exchange_code(lua_State *L)
 	return ach_client_run(L, 1, ex);
 }
 
+/* The string at idx (a field of authorize_url's table, kept there on the stack while it is
+ * used); raises when it is not a string, or holds a NUL byte (it would be cut short). */
+static const char *field_text(lua_State *L, int idx, const char *name)
+{
+	size_t n;
+	const char *s;
+	if (lua_type(L, idx) != LUA_TSTRING)
+		luaL_error(L, "authorize_url: '%s' must be a string (got %s)", name, luaL_typename(L, idx));
+	s = lua_tolstring(L, idx, &n);
+	if (strlen(s) != n)
+		luaL_error(L, "authorize_url: '%s' must not contain NUL bytes", name);
+	return s;
+}
+
 /* client:authorize_url{scope=, state=, redirect_uri=} -> url, state */
 static int client_authorize_url(lua_State *L)
 {
@@ -955,26 +987,34 @@ static int client_authorize_url(lua_State *L)
 		lua_settop(L, 1);
 		lua_newtable(L);
 	}
+	lua_settop(L, 2);
 	if (o->client_id == NULL)
 		return luaL_error(L, "authorize_url: the client needs client_id");
-	lua_getfield(L, 2, "scope");
-	if (lua_type(L, -1) == LUA_TTABLE) {
-		lua_getglobal(L, "table");
-		lua_getfield(L, -1, "concat");
-		lua_pushvalue(L, -3);
-		lua_pushliteral(L, ",");
-		lua_call(L, 2, 1);
-		lua_replace(L, -3);
-		lua_pop(L, 1);
+	lua_getfield(L, 2, "scope"); /* 3 */
+	if (lua_type(L, 3) == LUA_TTABLE) {
+		/* a list, by its own contents, joined with ',' */
+		int n = (int)lua_rawlen(L, 3);
+		luaL_buffinit(L, &b);
+		for (int i = 1; i <= n; i++) {
+			if (i > 1)
+				luaL_addchar(&b, ',');
+			lua_rawgeti(L, 3, i);
+			if (lua_type(L, -1) != LUA_TSTRING)
+				return luaL_error(L, "authorize_url: 'scope' must be a string or a list "
+						     "of strings");
+			luaL_addvalue(&b);
+		}
+		luaL_pushresult(&b);
+		lua_replace(L, 3);
 	}
-	if (!lua_isnil(L, -1))
-		scope = luaL_checkstring(L, -1);
-	lua_getfield(L, 2, "redirect_uri");
-	if (!lua_isnil(L, -1))
-		redirect = luaL_checkstring(L, -1);
-	lua_getfield(L, 2, "state");
-	if (!lua_isnil(L, -1)) {
-		state = luaL_checkstring(L, -1);
+	if (!lua_isnil(L, 3))
+		scope = field_text(L, 3, "scope");
+	lua_getfield(L, 2, "redirect_uri"); /* 4 */
+	if (!lua_isnil(L, 4))
+		redirect = field_text(L, 4, "redirect_uri");
+	lua_getfield(L, 2, "state"); /* 5 */
+	if (!lua_isnil(L, 5)) {
+		state = field_text(L, 5, "state");
 		if (state[0] == '\0')
 			return luaL_error(L, "authorize_url: 'state' must not be empty");
 	} else {
@@ -1084,7 +1124,7 @@ static int client_tostring(lua_State *L)
 				c->core->opt.base.origin, c->core->opt.base.path,
 				c->core->opt.client_id ? c->core->opt.client_id : "none",
 				c->slot->user ? "user" : "system",
-				(int)ach_token_remaining(c->slot->tok));
+				(int)fmax(-1e9, fmin(1e9, ach_token_remaining(c->slot->tok))));
 	return 1;
 }
 

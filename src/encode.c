@@ -133,32 +133,46 @@ static void form_pair(lua_State *L, ach_buf *b, size_t start, const char *key, i
 	}
 }
 
+/* The table at idx is read by its own contents (lua_next, lua_rawget, lua_rawlen: no __pairs,
+ * __index or __len), as lua-cjson reads a table it encodes. Its keys are copied into a list of
+ * our own first, which keeps them alive whatever happens to the table while we allocate (a
+ * finalizer may change it); a key that went away meanwhile reads as nil and raises. */
 void ach_encode_form(lua_State *L, int idx, ach_buf *b, const char *what)
 {
-	int n = 0, i;
+	int n = 0, i, list;
 	const char **keys;
 	size_t start = b->len;
 	idx = lua_absindex(L, idx);
+	lua_newtable(L);
+	list = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
+		size_t len;
+		const char *k;
 		lua_pop(L, 1);
 		if (lua_type(L, -1) != LUA_TSTRING)
 			luaL_error(L, "%s: keys must be strings", what);
-		n++;
+		k = lua_tolstring(L, -1, &len);
+		if (strlen(k) != len)
+			luaL_error(L, "%s: key '%s' must not contain NUL bytes", what, k);
+		lua_pushvalue(L, -1);
+		lua_rawseti(L, list, ++n);
 	}
-	if (n == 0)
+	if (n == 0) {
+		lua_pop(L, 1);
 		return;
+	}
 	/* scratch array in a userdata on the stack, so a raise below does not leak it */
 	keys = lua_newuserdata(L, sizeof *keys * (size_t)n);
-	i = 0;
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
+	for (i = 0; i < n; i++) {
+		lua_rawgeti(L, list, i + 1);
+		keys[i] = lua_tostring(L, -1); /* kept alive by `list` */
 		lua_pop(L, 1);
-		keys[i++] = lua_tostring(L, -1); /* anchored by the table itself */
 	}
 	qsort(keys, (size_t)n, sizeof *keys, key_cmp);
 	for (i = 0; i < n; i++) {
-		lua_getfield(L, idx, keys[i]);
+		lua_pushstring(L, keys[i]);
+		lua_rawget(L, idx);
 		if (lua_type(L, -1) == LUA_TTABLE) {
 			long long j, len;
 			if (!is_list(L, lua_gettop(L)))
@@ -174,7 +188,7 @@ void ach_encode_form(lua_State *L, int idx, ach_buf *b, const char *what)
 		}
 		lua_pop(L, 1);
 	}
-	lua_pop(L, 1); /* keys */
+	lua_pop(L, 2); /* keys, list */
 }
 
 static int hexval(int c)

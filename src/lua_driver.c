@@ -170,8 +170,13 @@ static int exchange_feed(lua_State *L)
 			while (lua_next(L, t) != 0) {
 				if (lua_type(L, -2) == LUA_TSTRING) {
 					if (lua_istable(L, -1)) {
+						/* up to the first hole: a border can be far past the values */
 						for (k = 1; k <= (int)lua_rawlen(L, -1); k++) {
 							lua_rawgeti(L, -1, k);
+							if (lua_isnil(L, -1)) {
+								lua_pop(L, 1);
+								break;
+							}
 							ach_buf_printf(&headers, "%s: %s\r\n", lua_tostring(L, -3),
 								       lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
 							lua_pop(L, 1);

@@ -16,6 +16,7 @@
  * callback still fires. The engine lists the finished ones in the order they finished, so poll
  * finds what to report without looking at the requests still in flight.
  */
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -308,8 +309,11 @@ static int client_batch(lua_State *L)
 	luaL_checktype(L, 2, LUA_TTABLE);
 	ach_check_not_in_hook(L, core, "client:batch");
 	lua_settop(L, 2);
+	if (lua_rawlen(L, 2) > (size_t)INT_MAX)
+		return luaL_error(L, "batch: the list is too long");
 	n = (int)lua_rawlen(L, 2);
-	lua_createtable(L, n, 0);
+	/* a border (rawlen) can be far past the items there are: a hole raises below */
+	lua_createtable(L, n < 64 ? n : 64, 0);
 	reqs = lua_gettop(L);
 	for (i = 1; i <= n; i++) {
 		ach_exchange *ex;

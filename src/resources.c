@@ -144,8 +144,18 @@ static int push_file(lua_State *L, const char *path)
 	return 1;
 }
 
+/* The string at idx, field `name` of upload's table (kept on the stack while it is used);
+ * raises when it is not a string. */
+static const char *upload_text(lua_State *L, int idx, const char *name)
+{
+	if (lua_type(L, idx) != LUA_TSTRING)
+		luaL_error(L, "upload: '%s' must be a string (got %s)", name, luaL_typename(L, idx));
+	return lua_tostring(L, idx);
+}
+
 /* client:upload{file = path} or client:upload{data = s, filename =, content_type =}: pushes
- * the request table for it, or returns 2 (nil, err) when the file cannot be read. */
+ * the request table for it, or returns 2 (nil, err) when the file cannot be read. Each field
+ * is read once, through the table's metatable, and stays on the stack while it is used. */
 static int push_upload_spec(lua_State *L, int arg)
 {
 	const char *file, *filename;
@@ -160,7 +170,7 @@ static int push_upload_spec(lua_State *L, int arg)
 	lua_pushliteral(L, "file");
 	lua_setfield(L, part, "name");
 	if (!lua_isnil(L, -3)) {
-		file = luaL_checkstring(L, -3);
+		file = upload_text(L, -3, "file");
 		if (!push_file(L, file)) {
 			ach_push_error(L, ACH_KIND_INVALID, lua_tostring(L, -1));
 			lua_pushnil(L);
@@ -178,7 +188,7 @@ static int push_upload_spec(lua_State *L, int arg)
 	}
 	lua_getfield(L, arg, "filename");
 	if (!lua_isnil(L, -1))
-		filename = luaL_checkstring(L, -1);
+		filename = upload_text(L, -1, "filename");
 	lua_pushstring(L, filename);
 	lua_setfield(L, part, "filename");
 	lua_getfield(L, arg, "content_type");
@@ -186,7 +196,7 @@ static int push_upload_spec(lua_State *L, int arg)
 		lua_pop(L, 1);
 		lua_pushstring(L, content_type_for(filename));
 	} else {
-		luaL_checkstring(L, -1);
+		upload_text(L, -1, "content_type");
 	}
 	lua_setfield(L, part, "content_type");
 	lua_pop(L, 1); /* filename */

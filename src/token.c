@@ -57,14 +57,15 @@ static int token_complete(ach_token_data *t)
 	       t->grant_type != NULL;
 }
 
+/* Pushes field `name` of the table at idx (read once, through its metatable) and returns it
+ * when it is a string, else NULL. The value stays on the stack, which is what keeps it alive:
+ * __index may have made it afresh, and the next field's __index may collect. The caller puts
+ * the stack top back when it has copied what it needs. */
 static const char *opt_string_field(lua_State *L, int idx, const char *name)
 {
-	const char *s = NULL;
+	luaL_checkstack(L, 2, "token table");
 	lua_getfield(L, idx, name);
-	if (lua_type(L, -1) == LUA_TSTRING)
-		s = lua_tostring(L, -1);
-	lua_pop(L, 1); /* the string stays anchored in the table */
-	return s;
+	return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 }
 
 ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, const char *scope,
@@ -73,6 +74,7 @@ ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, 
 	ach_token_data *t;
 	const char *access, *type, *sc, *refresh;
 	double expires_in = ACH_DEFAULT_LIFETIME, now = ach_wall();
+	int top = lua_gettop(L);
 	idx = lua_absindex(L, idx);
 	if (lua_type(L, idx) != LUA_TTABLE) {
 		*why = "the token answer is not a JSON object";
@@ -80,11 +82,13 @@ ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, 
 	}
 	access = opt_string_field(L, idx, "access_token");
 	if (access == NULL || access[0] == '\0') {
+		lua_settop(L, top);
 		*why = "the token answer has no access_token";
 		return NULL;
 	}
 	type = opt_string_field(L, idx, "token_type");
 	if (type != NULL && strcasecmp(type, "bearer") != 0) {
+		lua_settop(L, top);
 		*why = "the token answer's token_type is not bearer";
 		return NULL;
 	}
@@ -92,7 +96,7 @@ ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, 
 	if (lua_isnumber(L, -1))
 		expires_in = lua_tonumber(L, -1);
 	else if (!lua_isnil(L, -1)) {
-		lua_pop(L, 1);
+		lua_settop(L, top);
 		*why = "the token answer's expires_in is not a number";
 		return NULL;
 	}
@@ -114,6 +118,7 @@ ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, 
 	t->token_type = ach_strdup("bearer");
 	t->scope = ach_strdup(sc != NULL ? sc : scope != NULL ? scope : "");
 	t->grant_type = ach_strdup(grant);
+	lua_settop(L, top); /* the strings are copied */
 	if (!token_complete(t) || (refresh != NULL && t->refresh_token == NULL)) {
 		ach_token_unref(t);
 		ach_nomem(L);
@@ -126,6 +131,7 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	ach_token_data *t;
 	const char *access, *type, *scope, *grant, *refresh;
 	int64_t expires_at, skew = 0;
+	int top = lua_gettop(L);
 	idx = lua_absindex(L, idx);
 	luaL_checktype(L, idx, LUA_TTABLE);
 	access = opt_string_field(L, idx, "access_token");
@@ -159,6 +165,7 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	t->token_type = ach_strdup("bearer");
 	t->scope = ach_strdup(scope != NULL ? scope : "");
 	t->grant_type = ach_strdup(grant != NULL ? grant : "client_credentials");
+	lua_settop(L, top); /* the strings are copied */
 	if (!token_complete(t) || (refresh != NULL && t->refresh_token == NULL)) {
 		ach_token_unref(t);
 		ach_nomem(L);

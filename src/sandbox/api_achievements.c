@@ -1,6 +1,8 @@
 /*
  * api_achievements.c: POST /achievements (creator rules of achievers-api.md section 1.8),
- * POST /uploads (multipart, field `file`, binary-safe) and GET of an uploaded file's URL.
+ * POST /uploads (multipart, field `file`, binary-safe, images only: PNG, JPEG or GIF by their
+ * content) and GET of an uploaded file's URL. Achievement points come out of the program's
+ * account (a 403 when it cannot pay).
  * Runs with the server lock held.
  */
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "evidence.h"
 
 #define P_CREATOR      "creator"
 #define P_PARTICIPANTS "participants"
@@ -99,6 +102,13 @@ void sbx_h_achievement_post(struct sbx_ctx *c)
         parts = grown;
         parts[n++] = creator;
     }
+    if (points > 0 && points * (long long)n > st->program_budget) {
+        sbx_reply_error(c->rp, 403, "insufficient_budget", P_POINTS,
+                        P_POINTS ": %lld points for each of %zu participants is %lld, more than the %lld "
+                        "left in the program's account", points, n, points * (long long)n,
+                        st->program_budget);
+        goto done;
+    }
     memset(&a, 0, sizeof a);
     a.creator = creator;
     a.participants = parts;
@@ -117,13 +127,39 @@ void sbx_h_achievement_post(struct sbx_ctx *c)
         goto done;
     }
     idx = sbx_store_add_achievement(st, &a);
-    if (idx < 0)
+    if (idx < 0) {
         oom(c);
-    else
+    } else {
+        st->program_budget -= points * (long long)n;
         sbx_reply_json(c->rp, 201, sbx_view_achievement(c->s, idx));
+    }
 done:
     free(parts);
     sbx_params_free(&p);
+}
+
+/* The image formats the upload takes, by their magic bytes (the docs say an image; the name and
+   Content-Type a client gives are not looked at). */
+static const struct {
+    const char *magic;
+    size_t len;
+    const char *type;
+} image_kinds[] = {
+    {"\x89PNG\r\n\x1a\n", 8, "image/png"},
+    {"\xff\xd8\xff", 3, "image/jpeg"},
+    {"GIF87a", 6, "image/gif"},
+    {"GIF89a", 6, "image/gif"},
+};
+
+/* The media type of an image file, or NULL when it is none of image_kinds. */
+static const char *image_type(const char *data, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof image_kinds / sizeof image_kinds[0]; i++)
+        if (len >= image_kinds[i].len && memcmp(data, image_kinds[i].magic, image_kinds[i].len) == 0)
+            return image_kinds[i].type;
+    return NULL;
 }
 
 /* A non-empty header value we can echo: printable ASCII only. */
@@ -171,6 +207,12 @@ void sbx_h_upload_post(struct sbx_ctx *c)
                         SBX_UPLOAD_LIMIT);
         return;
     }
+    if (image_type(part.data, part.len) == NULL) {
+        sbx_reply_error(c->rp, 400, "invalid_request", P_FILE,
+                        P_FILE ": not an image; send a PNG, JPEG or GIF file (its content is checked, "
+                        "not its name or type)");
+        return;
+    }
     memset(&u, 0, sizeof u);
     u.filename = sbx_strdup(part.filename);
     u.content_type = sbx_strdup(printable(part.content_type) ? part.content_type : "application/octet-stream");
@@ -194,10 +236,17 @@ void sbx_h_upload_post(struct sbx_ctx *c)
         const struct sbx_upload *up = &c->s->store->uploads[idx];
         char url[256];
         snprintf(url, sizeof url, "%s/platform_content/uploads/%lld", c->s->url, up->id);
-        o = json_pack("{s:I, s:s, s:I, s:s, s:s, s:s}", "fileUploadId", (json_int_t)up->id,
-                      "url", url, "size", (json_int_t)up->size, "sha256", up->sha256,
-                      "filename", sbx_utf8_valid(up->filename, strlen(up->filename)) ? up->filename : "",
-                      "contentType", up->content_type);
+        o = json_pack("{s:I}", "fileUploadId", (json_int_t)up->id);
+        if (o != NULL && sbx_serves(c->s, SBX_EV_UPLOAD_URL))
+            json_object_set_new(o, "url", json_string(url));
+        if (o != NULL && sbx_serves(c->s, SBX_EV_UPLOAD_DETAIL) &&
+            json_object_update_missing_new(o, json_pack(
+                "{s:I, s:s, s:s, s:s}", "size", (json_int_t)up->size, "sha256", up->sha256,
+                "filename", sbx_utf8_valid(up->filename, strlen(up->filename)) ? up->filename : "",
+                "contentType", up->content_type)) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
     }
     sbx_reply_json(c->rp, 201, o);
 }
@@ -214,6 +263,11 @@ void sbx_h_upload_get(struct sbx_ctx *c)
         return;
     }
     u = &c->s->store->uploads[i];
+    if (u->data == NULL) {
+        sbx_reply_error(c->rp, 410, "gone", NULL, "upload %lld is no longer kept: the sandbox keeps the "
+                        "newest %u bytes of files", c->ids[0], SBX_UPLOAD_STORE_MAX);
+        return;
+    }
     if (sbx_buf_add(&b, u->data, u->size) != 0) {
         oom(c);
         return;

@@ -1,7 +1,7 @@
 /*
  * api_recognitions.c: GET /recognitions (sent or received by a user, newest first),
  * GET /recognitions/{id}, POST /recognitions (a user token with write; the sender is the token
- * owner) and OPTIONS /recognitions (the criteria the token owner may use, optionally for given
+ * owner; points criteria debit the sender's budget, a 403 when it is short) and OPTIONS /recognitions (the criteria the token owner may use, optionally for given
  * nominees). Runs with the server lock held.
  */
 #include <stdlib.h>
@@ -189,7 +189,7 @@ void sbx_h_recognition_post(struct sbx_ctx *c)
     struct sbx_recognition r;
     const struct sbx_param *text, *crit;
     struct sbx_store *st = c->s->store;
-    long long cid, upload;
+    long long cid, upload, cost;
     int use_ids, *nominees = NULL, criterion, idx;
     size_t n = 0;
 
@@ -220,6 +220,14 @@ void sbx_h_recognition_post(struct sbx_ctx *c)
     }
     if (!sbx_upload_param(c, &p, &upload))
         goto done;
+    cost = (long long)st->criteria[criterion].points * (long long)n;
+    if (cost > st->users[c->tok->user].budget) {
+        sbx_reply_error(c->rp, 403, "insufficient_budget", P_CRITERION,
+                        "%s has %lld points left to give; '%s' for %zu nominee%s needs %lld",
+                        st->users[c->tok->user].username, st->users[c->tok->user].budget,
+                        st->criteria[criterion].name, n, n == 1 ? "" : "s", cost);
+        goto done;
+    }
     memset(&r, 0, sizeof r);
     r.nominator = c->tok->user;
     r.nominees = nominees;
@@ -236,10 +244,12 @@ void sbx_h_recognition_post(struct sbx_ctx *c)
         goto done;
     }
     idx = sbx_store_add_recognition(st, &r);
-    if (idx < 0)
+    if (idx < 0) {
         oom(c);
-    else
+    } else {
+        st->users[c->tok->user].budget -= cost;
         sbx_reply_json(c->rp, 201, sbx_view_recognition(c->s, idx));
+    }
 done:
     free(nominees);
     sbx_params_free(&p);

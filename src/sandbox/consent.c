@@ -2,9 +2,14 @@
  * consent.c: the authorization endpoint, GET/POST /oauth/v2/openIDConnectClient/authorize.
  * GET shows a consent page a person can use in a browser (who is signing in, which scopes, Approve
  * and Deny); POST is that page's form and redirects with code and state, or with
- * error=access_denied and state. A redirect only ever goes to a verified URI: the configured
- * one, or any http(s) URI on a loopback host (RFC 8252 section 7.3); anything else gets a 400
- * page. Runs with the server lock held.
+ * error=access_denied and state. A redirect only ever goes to a verified URI (redirect.c); an
+ * unknown client or an unverified URI gets a 400 page, and once both are good, a bad
+ * response_type or scope is an error redirect with the state (RFC 6749 4.1.2.1).
+ *
+ * The page cannot be framed (X-Frame-Options, CSP frame-ancestors), and its form carries a
+ * token bound to the authorize request (an HMAC of client, redirect URI, scope, state and an
+ * expiry under a per-server key): a post without it, or one a browser marks as coming from
+ * another site (Origin, Sec-Fetch-Site), gets no code. Runs with the server lock held.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -14,6 +19,7 @@
 #include "internal.h"
 
 #define AUTHORIZE_PATH "/oauth/v2/openIDConnectClient/authorize"
+#define PAGE_TOKEN_LIFETIME 600LL   /* seconds a consent page's form stays good */
 
 struct authz {
     const char *client_id, *scope_text, *state, *redirect_uri;
@@ -25,24 +31,6 @@ static const char *param(const struct sbx_params *p, const char *key)
     const struct sbx_param *v = sbx_params_get(p, key);
 
     return v != NULL && strlen(v->val) == v->vlen && sbx_utf8_valid(v->val, v->vlen) ? v->val : NULL;
-}
-
-static int loopback_uri(const char *uri)
-{
-    const char *h;
-    size_t n;
-
-    if (strncmp(uri, "http://", 7) == 0)
-        h = uri + 7;
-    else if (strncmp(uri, "https://", 8) == 0)
-        h = uri + 8;
-    else
-        return 0;
-    n = strcspn(h, ":/?#");
-    if (h[0] == '[')
-        n = strcspn(h, "]") + 1;
-    return (n == 9 && strncmp(h, "127.0.0.1", 9) == 0) || (n == 9 && strncmp(h, "localhost", 9) == 0) ||
-           (n == 5 && strncmp(h, "[::1]", 5) == 0);
 }
 
 static int escape(struct sbx_buf *b, const char *s)
@@ -71,8 +59,19 @@ static const char page_head[] =
     "border:1px solid #888;cursor:pointer}#approve{background:#0b6bcb;color:#fff;border-color:#0b6bcb}\n"
     "</style></head><body><main>\n";
 
-/* A 400 page: the request cannot be trusted enough to redirect anywhere. */
-static void error_page(struct sbx_ctx *c, const char *what, const char *detail)
+/* Headers every answer of the authorization endpoint carries. */
+static void page_headers(struct sbx_ctx *c)
+{
+    sbx_reply_header(c->rp, "Cache-Control", "no-store");
+    sbx_reply_header(c->rp, "X-Frame-Options", "DENY");
+    sbx_reply_header(c->rp, "Content-Security-Policy",
+                     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
+    /* not no-referrer: browsers would then send "Origin: null" with the form */
+    sbx_reply_header(c->rp, "Referrer-Policy", "same-origin");
+}
+
+/* A 400 (or `status`) page: the request cannot be trusted enough to redirect anywhere. */
+static void status_page(struct sbx_ctx *c, int status, const char *what, const char *detail)
 {
     struct sbx_buf b = {0};
 
@@ -84,10 +83,45 @@ static void error_page(struct sbx_ctx *c, const char *what, const char *detail)
         sbx_reply_error(c->rp, 500, "server_error", NULL, "out of memory");
         return;
     }
-    sbx_reply_html(c->rp, 400, &b);
+    sbx_reply_html(c->rp, status, &b);
 }
 
-/* Checks the parameters both forms share. 1 ok, 0 with a 400 page. */
+static void error_page(struct sbx_ctx *c, const char *what, const char *detail)
+{
+    status_page(c, 400, what, detail);
+}
+
+static int url_encode(struct sbx_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        int fail = isalnum(ch) || strchr("-._~", ch) ? sbx_buf_add(b, s, 1) : sbx_buf_addf(b, "%%%02X", ch);
+        if (fail)
+            return -1;
+    }
+    return 0;
+}
+
+/* A redirect to the verified URI with key=value (and error_description when given), then state. */
+static void redirect(struct sbx_ctx *c, const struct authz *a, const char *key, const char *value,
+                     const char *description)
+{
+    struct sbx_buf b = {0};
+    int fail = sbx_buf_addf(&b, "%s%c%s=", a->redirect_uri, strchr(a->redirect_uri, '?') ? '&' : '?', key) ||
+               url_encode(&b, value);
+
+    if (!fail && description != NULL)
+        fail = sbx_buf_add(&b, "&error_description=", 19) || url_encode(&b, description);
+    if (!fail && a->state != NULL)
+        fail = sbx_buf_add(&b, "&state=", 7) || url_encode(&b, a->state);
+    if (fail)
+        sbx_reply_error(c->rp, 500, "server_error", NULL, "out of memory");
+    else
+        sbx_reply_redirect(c->rp, b.data);
+    sbx_buf_free(&b);
+}
+
+/* Checks the parameters both forms share. 1 ok, 0 with a 400 page or an error redirect. */
 static int check_request(struct sbx_ctx *c, const struct sbx_params *p, struct authz *a)
 {
     const char *rt = param(p, "response_type");
@@ -102,16 +136,17 @@ static int check_request(struct sbx_ctx *c, const struct sbx_params *p, struct a
     }
     if (a->redirect_uri == NULL || a->redirect_uri[0] == '\0') {
         a->redirect_uri = c->s->redirect_uri;
-    } else if (strcmp(a->redirect_uri, c->s->redirect_uri) != 0 && !loopback_uri(a->redirect_uri)) {
+    } else if (!sbx_redirect_allowed(c->s, a->redirect_uri)) {
         error_page(c, "The redirect_uri is not registered for this application.", a->redirect_uri);
         return 0;
     }
+    /* from here on the redirect URI is verified: errors go back to the application */
     if (rt == NULL || strcmp(rt, "code") != 0) {
-        error_page(c, "Unsupported response_type.", "Only response_type=code is supported.");
+        redirect(c, a, "error", "unsupported_response_type", "only response_type=code is supported");
         return 0;
     }
     if (!sbx_scope_parse(a->scope_text ? a->scope_text : "", &a->scope)) {
-        error_page(c, "Unknown scope.", "Ask for read, write or both.");
+        redirect(c, a, "error", "invalid_scope", "ask for read, write or both");
         return 0;
     }
     if (a->scope == 0)
@@ -119,38 +154,75 @@ static int check_request(struct sbx_ctx *c, const struct sbx_params *p, struct a
     return 1;
 }
 
-static int url_encode(struct sbx_buf *b, const char *s)
+/* The form token of the page for request `a`, valid until `expires`: "<expires>.<hmac hex>". */
+static void page_token(struct sbx_ctx *c, const struct authz *a, long long expires, char out[96])
 {
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        int fail = isalnum(ch) || strchr("-._~", ch) ? sbx_buf_add(b, s, 1) : sbx_buf_addf(b, "%%%02X", ch);
-        if (fail)
-            return -1;
+    struct sbx_buf m = {0};
+    char mac[65];
+
+    if (sbx_buf_addf(&m, "%lld\n%s\n%s\n%s\n%c%s", expires, a->client_id, a->redirect_uri,
+                     sbx_scope_name(a->scope), a->state ? 's' : '-', a->state ? a->state : "") != 0) {
+        out[0] = '\0';
+        return;
     }
-    return 0;
+    sbx_hmac_sha256_hex(c->s->page_key, strlen(c->s->page_key), m.data, m.len, mac);
+    sbx_buf_free(&m);
+    snprintf(out, 96, "%lld.%s", expires, mac);
 }
 
-static void redirect(struct sbx_ctx *c, const struct authz *a, const char *key, const char *value)
+/* Is `given` this request's form token, and still good? Compared in constant time. */
+static int page_token_ok(struct sbx_ctx *c, const struct authz *a, const char *given)
 {
-    struct sbx_buf b = {0};
-    int fail = sbx_buf_addf(&b, "%s%c%s=", a->redirect_uri, strchr(a->redirect_uri, '?') ? '&' : '?', key) ||
-               url_encode(&b, value);
+    char want[96];
+    long long expires;
+    const char *dot;
+    size_t i, n;
+    unsigned diff = 0;
 
-    if (!fail && a->state != NULL)
-        fail = sbx_buf_add(&b, "&state=", 7) || url_encode(&b, a->state);
-    if (fail)
-        sbx_reply_error(c->rp, 500, "server_error", NULL, "out of memory");
-    else
-        sbx_reply_redirect(c->rp, b.data);
-    sbx_buf_free(&b);
+    if (given == NULL || (dot = strchr(given, '.')) == NULL || (size_t)(dot - given) > 20)
+        return 0;
+    {
+        char num[24];
+        memcpy(num, given, (size_t)(dot - given));
+        num[dot - given] = '\0';
+        if (!sbx_parse_int(num, &expires) || expires < c->now)
+            return 0;
+    }
+    page_token(c, a, expires, want);
+    n = strlen(want);
+    if (n == 0 || strlen(given) != n)
+        return 0;
+    for (i = 0; i < n; i++)
+        diff |= (unsigned)(want[i] ^ given[i]);
+    return diff == 0;
+}
+
+/* A post a browser says comes from another site: an Origin that is not this server, or
+   Sec-Fetch-Site other than same-origin or none. Clients that send neither pass. */
+static int cross_site(struct sbx_ctx *c)
+{
+    const char *origin = sbx_req_header(c->req, "origin");
+    const char *site = sbx_req_header(c->req, "sec-fetch-site");
+    struct sbx_uri u;
+
+    if (site != NULL && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return 1;
+    if (origin == NULL)
+        return 0;
+    return !sbx_uri_parse(origin, &u) || u.rest[0] != '\0' || !sbx_uri_loopback(&u) ||
+           u.port != c->s->port || strcmp(u.scheme, strncmp(c->s->url, "https:", 6) == 0 ? "https" : "http") != 0;
 }
 
 static void consent_page(struct sbx_ctx *c, const struct authz *a, const char *user, const char *problem)
 {
     const struct sbx_store *st = c->s->store;
     struct sbx_buf b = {0};
+    char token[96];
     size_t i;
-    int fail = sbx_buf_addf(&b, page_head, "Authorize " SBX_INTEGRATION) ||
+    int fail;
+
+    page_token(c, a, c->now + PAGE_TOKEN_LIFETIME, token);
+    fail = sbx_buf_addf(&b, page_head, "Authorize " SBX_INTEGRATION) ||
                sbx_buf_addf(&b, "<h1>Authorize <strong>%s</strong></h1>\n"
                                 "<p><strong>%s</strong> wants to use your Achievers account to:</p>\n<ul>\n",
                             SBX_INTEGRATION, SBX_INTEGRATION);
@@ -167,7 +239,7 @@ static void consent_page(struct sbx_ctx *c, const struct authz *a, const char *u
     fail = fail || sbx_buf_addf(&b, "<form method=\"post\" action=\"%s\">\n", AUTHORIZE_PATH) ||
            add_hidden(&b, "response_type", "code") || add_hidden(&b, "client_id", a->client_id) ||
            add_hidden(&b, "scope", sbx_scope_name(a->scope)) || add_hidden(&b, "state", a->state) ||
-           add_hidden(&b, "redirect_uri", a->redirect_uri) ||
+           add_hidden(&b, "redirect_uri", a->redirect_uri) || add_hidden(&b, "csrf_token", token) ||
            sbx_buf_addf(&b, "<label for=\"username\">Signed in as (sandbox user)</label>\n"
                             "<input type=\"text\" id=\"username\" name=\"username\" list=\"users\" "
                             "autocomplete=\"off\" value=\"") ||
@@ -194,7 +266,7 @@ void sbx_h_authorize_get(struct sbx_ctx *c)
 
     if (check_request(c, &c->query, &a))
         consent_page(c, &a, "adele.olson", NULL);
-    sbx_reply_header(c->rp, "Cache-Control", "no-store");
+    page_headers(c);
 }
 
 void sbx_h_authorize_post(struct sbx_ctx *c)
@@ -206,6 +278,11 @@ void sbx_h_authorize_post(struct sbx_ctx *c)
     char media[128];
     int u;
 
+    if (cross_site(c)) {
+        status_page(c, 403, "Refused: this form was posted from another site.",
+                    "Approve or deny on the sandbox's own consent page.");
+        goto done;
+    }
     sbx_req_media_type(c->req, media, sizeof media);
     if (strcmp(media, "application/x-www-form-urlencoded") != 0 ||
         sbx_params_parse_form(&p, c->req->body.data ? c->req->body.data : "", c->req->body.len) != SBX_OK) {
@@ -214,10 +291,15 @@ void sbx_h_authorize_post(struct sbx_ctx *c)
     }
     if (!check_request(c, &p, &a))
         goto done;
+    if (!page_token_ok(c, &a, param(&p, "csrf_token"))) {
+        error_page(c, "This form has expired or was not made by this page.",
+                   "Open the authorization link again.");
+        goto done;
+    }
     decision = param(&p, "decision");
     user = param(&p, "username");
     if (decision != NULL && strcmp(decision, "deny") == 0) {
-        redirect(c, &a, "error", "access_denied");
+        redirect(c, &a, "error", "access_denied", NULL);
     } else if (decision == NULL || strcmp(decision, "approve") != 0) {
         error_page(c, "Bad form submission.", "Choose Approve or Deny.");
     } else if (user == NULL || (u = sbx_user_by_name(c->s->store, user)) < 0) {
@@ -225,9 +307,9 @@ void sbx_h_authorize_post(struct sbx_ctx *c)
     } else if ((code = sbx_code_new(c->s, u, a.scope, a.redirect_uri)) == NULL) {
         sbx_reply_error(c->rp, 500, "server_error", NULL, "out of memory");
     } else {
-        redirect(c, &a, "code", code->code);
+        redirect(c, &a, "code", code->code, NULL);
     }
 done:
     sbx_params_free(&p);
-    sbx_reply_header(c->rp, "Cache-Control", "no-store");
+    page_headers(c);
 }

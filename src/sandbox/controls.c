@@ -1,6 +1,6 @@
 /*
  * controls.c: the test controls of the C API (consent without a browser, faults, clock,
- * latency, revocation, reset, counters). Each takes the server lock.
+ * latency, revocation, reset, counters, points budgets). Each takes the server lock.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +19,9 @@ int sbx_consent(struct sbx_server *s, const char *user, const char *scope,
     u = sbx_user_by_name(s->store, user);
     if (u < 0) {
         snprintf(err, errlen, "unknown user '%s'", user);
+    } else if (redirect_uri != NULL && !sbx_redirect_allowed(s, redirect_uri)) {
+        snprintf(err, errlen, "redirect_uri '%s' is not registered (%s)%s", redirect_uri, s->redirect_uri,
+                 s->loopback_redirects ? " nor a loopback http URI" : "; loopback_redirects is off");
     } else if (!sbx_scope_parse(scope ? scope : "read", &bits)) {
         snprintf(err, errlen, "unknown scope '%s' (read, write or both)", scope);
     } else if ((c = sbx_code_new(s, u, bits ? bits : SBX_SCOPE_READ, redirect_uri)) == NULL) {
@@ -33,16 +36,55 @@ int sbx_consent(struct sbx_server *s, const char *user, const char *scope,
 
 int sbx_fail(struct sbx_server *s, const struct sbx_fault *f)
 {
-    char *path = NULL;
+    char *path = NULL, *body = NULL, *ctype = NULL;
 
-    if (f->path != NULL && (path = sbx_strdup(f->path)) == NULL)
+    if ((f->path != NULL && (path = sbx_strdup(f->path)) == NULL) ||
+        (f->body != NULL && (body = sbx_memdup(f->body, f->body_len)) == NULL) ||
+        (f->content_type != NULL && (ctype = sbx_strdup(f->content_type)) == NULL)) {
+        free(path);
+        free(body);
         return -1;
+    }
     pthread_mutex_lock(&s->lock);
     free((char *)s->fault.path);
+    free((char *)s->fault.body);
+    free((char *)s->fault.content_type);
     s->fault = *f;
     s->fault.path = path;
+    s->fault.body = body;
+    s->fault.content_type = ctype;
     pthread_mutex_unlock(&s->lock);
     return 0;
+}
+
+void sbx_budgets_apply(const struct sbx_server *s, struct sbx_store *st)
+{
+    size_t i;
+
+    if (s->user_budget >= 0)
+        for (i = 0; i < st->nusers; i++)
+            st->users[i].budget = s->user_budget;
+    if (s->program_budget >= 0)
+        st->program_budget = s->program_budget;
+}
+
+long long sbx_budget(struct sbx_server *s, const char *user, long long points)
+{
+    long long v = -1;
+    int u;
+
+    pthread_mutex_lock(&s->lock);
+    if (user == NULL) {
+        if (points >= 0)
+            s->store->program_budget = points;
+        v = s->store->program_budget;
+    } else if ((u = sbx_user_by_name(s->store, user)) >= 0) {
+        if (points >= 0)
+            s->store->users[u].budget = points;
+        v = s->store->users[u].budget;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return v;
 }
 
 void sbx_advance(struct sbx_server *s, long long seconds)
@@ -91,12 +133,15 @@ int sbx_reset(struct sbx_server *s)
 
     if (fresh == NULL)
         return -1;
+    sbx_budgets_apply(s, fresh);   /* reads configuration only, set before any thread ran */
     pthread_mutex_lock(&s->lock);
     old = s->store;
     s->store = fresh;
     sbx_tokens_clear(s);
     sbx_rate_clear(s);
     free((char *)s->fault.path);
+    free((char *)s->fault.body);
+    free((char *)s->fault.content_type);
     memset(&s->fault, 0, sizeof s->fault);
     s->clock_offset = 0;
     s->latency_ms = s->start_latency_ms;

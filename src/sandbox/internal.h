@@ -15,8 +15,10 @@
 
 #include "sandbox.h"
 
-#define SBX_BODY_LIMIT     (8u * 1024u * 1024u)   /* larger request bodies: 413 */
+#define SBX_BODY_LIMIT     (1u * 1024u * 1024u)   /* larger request bodies: 413 ... */
+#define SBX_UPLOAD_BODY_LIMIT (8u * 1024u * 1024u) /* ... except POST /uploads: up to this */
 #define SBX_UPLOAD_LIMIT   (5u * 1024u * 1024u)   /* larger files: 413 */
+#define SBX_UPLOAD_STORE_MAX (64u * 1024u * 1024u) /* bytes of files kept; older ones forgotten */
 #define SBX_TEXT_LIMIT     10000u                 /* recognitionText, description: bytes */
 #define SBX_TOKEN_LIFETIME (14LL * 24 * 3600)
 #define SBX_REISSUE_WINDOW (2LL * 3600)
@@ -52,6 +54,7 @@ int sbx_base64_decode(const char *in, unsigned char *out, size_t *outlen);  /* 1
 /* ---- sha256.c ---------------------------------------------------------------------------- */
 
 void sbx_sha256_hex(const void *data, size_t len, char out[65]);
+void sbx_hmac_sha256_hex(const void *key, size_t klen, const void *msg, size_t mlen, char out[65]);
 
 /* ---- parameters: query strings, form and JSON bodies (params.c) ---------------------------- */
 
@@ -110,7 +113,8 @@ struct sbx_request {
     size_t nheaders, hcap;
     struct sbx_buf body;
     int started;    /* the access handler has seen this request */
-    int too_big;    /* the body passed SBX_BODY_LIMIT */
+    size_t limit;   /* the route's body limit */
+    int too_big;    /* the body passed `limit` */
     unsigned long long received;   /* body bytes seen, kept or not */
     int answered;   /* a response was queued before the body was read */
 };
@@ -139,6 +143,8 @@ void sbx_reply_header(struct sbx_reply *rp, const char *name, const char *fmt, .
 /* Takes ownership of `html` (a buffer's data). */
 void sbx_reply_html(struct sbx_reply *rp, int status, struct sbx_buf *html);
 void sbx_reply_redirect(struct sbx_reply *rp, const char *location);
+/* Takes the "field" member out of a JSON error answer (strict mode: it is inferred). */
+void sbx_reply_drop_field(struct sbx_reply *rp);
 
 /* ---- data store (store.c, seed.c, views.c) ------------------------------------------------ */
 
@@ -164,6 +170,7 @@ struct sbx_user {
     int manager;            /* index of the manager (the CEO manages herself) */
     int is_manager;
     const char *department, *title;
+    long long budget;       /* points left to give in recognitions */
 };
 
 struct sbx_recognition {
@@ -215,7 +222,7 @@ struct sbx_upload {
     long long id;
     char *filename;
     char *content_type;
-    char *data;
+    char *data;             /* NULL once forgotten (SBX_UPLOAD_STORE_MAX) */
     size_t size;
     char sha256[65];
     long long created;
@@ -238,10 +245,19 @@ struct sbx_store {
     size_t nreactions[SBX_REACTION_KINDS], reactions_cap[SBX_REACTION_KINDS];
     struct sbx_upload *uploads;
     size_t nuploads, uploads_cap;
+    size_t upload_bytes;        /* bytes of files kept */
     long long next_rec_id, next_ach_id, next_event_id, next_reaction_id, next_upload_id;
+    long long program_budget;   /* the program's account: points of achievements */
 };
 
 struct sbx_store *sbx_seed(void);                /* deterministic; NULL out of memory */
+/* The seed's budgets: a manager 25,000 points, anyone else 5,000, the program 1,000,000. */
+#define SBX_SEED_MANAGER_BUDGET 25000LL
+#define SBX_SEED_USER_BUDGET    5000LL
+#define SBX_SEED_PROGRAM_BUDGET 1000000LL
+/* Puts the configured budgets (when set) over the seed's in `st`. */
+struct sbx_server;
+void sbx_budgets_apply(const struct sbx_server *s, struct sbx_store *st);
 void sbx_store_free(struct sbx_store *st);
 int sbx_user_by_id(const struct sbx_store *st, long long id);              /* index or -1 */
 int sbx_user_by_name(const struct sbx_store *st, const char *username);    /* index or -1 */
@@ -358,6 +374,7 @@ size_t sbx_route_count(void);
 /* Index of the route for a decoded path and method (HEAD counts as GET), or -1. */
 long sbx_route_index(const char *dpath, const char *method);
 const char *sbx_route_key(size_t i);   /* stats key of route i */
+size_t sbx_route_body_limit(long i);   /* the largest body route i takes (i may be -1) */
 /* Routes the request and runs its handler; lock held. Fills c->rp. */
 void sbx_dispatch(struct sbx_ctx *c);
 
@@ -415,6 +432,9 @@ struct sbx_server {
     int port;
     char url[64];
     char *client_id, *client_secret, *redirect_uri;
+    int loopback_redirects, strict;
+    long long user_budget, program_budget;   /* configured; < 0: the seed's */
+    char page_key[65];                  /* HMAC key of the consent page's form tokens */
     char *tls_cert, *tls_key;           /* PEM contents */
     int expires_relative, rate_limit, refresh_tokens;
     struct sbx_limit heavy, normal;
@@ -437,9 +457,26 @@ struct sbx_server {
     struct sbx_window *windows;
     size_t nwindows, windows_cap;
     char mhd_log[256];                  /* libmicrohttpd's last message */
+    struct sbx_replay *replay;          /* answers from a recording (replay.c), or NULL */
 };
 
 long long sbx_now(struct sbx_server *s);   /* the emulator clock; lock held */
+
+/* ---- redirect URIs (redirect.c) ------------------------------------------------------------ */
+
+/* An absolute http(s) URI split for checking: no userinfo, a host that is a name, an IPv4
+   address or a bracketed IPv6 one, an optional port 1..65535, no fragment, printable ASCII. */
+struct sbx_uri {
+    char scheme[6];     /* "http" or "https" */
+    char host[256];     /* lower case; IPv6 with its brackets */
+    int port;           /* -1 when absent */
+    const char *rest;   /* path, query: "" or starting with '/' or '?' */
+};
+int sbx_uri_parse(const char *uri, struct sbx_uri *u);   /* 1 ok, 0 not such a URI */
+int sbx_uri_loopback(const struct sbx_uri *u);          /* host 127.0.0.1, localhost or [::1] */
+/* May a code or an error go to `uri`? The registered URI (exactly), or with loopback redirects
+   on, any http URI on a loopback host and any port. */
+int sbx_redirect_allowed(const struct sbx_server *s, const char *uri);
 void sbx_log_clear(struct sbx_server *s);  /* forgets the request log; lock held */
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * lua_sandbox.c: the `achievers.sandbox` Lua module. `start{...}` runs an emulator on its own
  * threads and returns an object of type `achievers.sandbox` with the fields url, port,
- * client_id, client_secret and the control methods of DESIGN.md ("Sandbox"). Misuse (unknown
+ * client_id, client_secret, redirect_uri and the control methods of DESIGN.md ("Sandbox"). Misuse (unknown
  * option, wrong type, unknown user) raises; a server that cannot start returns nil, message.
  */
 #include <stdio.h>
@@ -9,6 +9,7 @@
 
 #include "compat.h"
 #include "sandbox.h"
+#include "replay.h"
 
 #define SBX_TYPE "achievers.sandbox"
 
@@ -34,7 +35,9 @@ static const struct {
     {"port", LUA_TNUMBER},         {"expires", LUA_TSTRING},       {"latency_ms", LUA_TNUMBER},
     {"rate_limit", LUA_TBOOLEAN},  {"tls_cert", LUA_TSTRING},      {"tls_key", LUA_TSTRING},
     {"client_id", LUA_TSTRING},    {"client_secret", LUA_TSTRING}, {"redirect_uri", LUA_TSTRING},
-    {"refresh_tokens", LUA_TBOOLEAN}, {"limits", LUA_TTABLE},
+    {"refresh_tokens", LUA_TBOOLEAN}, {"limits", LUA_TTABLE},   {"loopback_redirects", LUA_TBOOLEAN},
+    {"strict", LUA_TBOOLEAN},      {"user_budget", LUA_TNUMBER},   {"program_budget", LUA_TNUMBER},
+    {"replay", LUA_TSTRING},       {"replay_mode", LUA_TSTRING},   /* replay.c */
 };
 
 /* Raises unless every key of the table at `idx` is a known option of the right type. */
@@ -144,7 +147,8 @@ static int l_start(lua_State *L)
     static const char fn[] = "sandbox.start";
     struct sbx_config cfg;
     struct lsbx *u;
-    const char *expires;
+    const char *expires, *replay;
+    enum sbx_replay_mode replay_mode;
     char err[512];
 
     if (lua_isnoneornil(L, 1)) {
@@ -170,7 +174,16 @@ static int l_start(lua_State *L)
     cfg.client_id = opt_string(L, 1, "client_id");
     cfg.client_secret = opt_string(L, 1, "client_secret");
     cfg.redirect_uri = opt_string(L, 1, "redirect_uri");
+    cfg.loopback_redirects = opt_bool(L, 1, "loopback_redirects", 0);
+    cfg.strict = opt_bool(L, 1, "strict", 0);
+    cfg.user_budget = (long long)opt_integer(L, 1, "user_budget", -1, 0, 1000000000, fn);
+    cfg.program_budget = (long long)opt_integer(L, 1, "program_budget", -1, 0, 1000000000, fn);
     opt_limits(L, 1, &cfg);
+    replay = opt_string(L, 1, "replay");   /* replay.c */
+    if (!sbx_replay_mode_parse(opt_string(L, 1, "replay_mode"), &replay_mode) ||
+        (replay == NULL && opt_string(L, 1, "replay_mode") != NULL))
+        luaL_error(L, "%s: option 'replay_mode' must be \"answer\", \"strict\" or \"seed\", "
+                      "with 'replay'", fn);
 
     /* the object exists (closed) before the server does, so __gc can always clean up */
     u = ach_newuserdata(L, sizeof *u);
@@ -184,6 +197,13 @@ static int l_start(lua_State *L)
         lua_pushstring(L, err);
         return 2;
     }
+    if (replay != NULL && sbx_replay_attach(u->s, replay, replay_mode, err, sizeof err) != 0) {
+        sbx_stop(u->s);
+        u->s = NULL;
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
     ach_getuservalue(L, -1);   /* stack: opts, ud, fields */
     lua_pushstring(L, sbx_url(u->s));
     lua_setfield(L, -2, "url");
@@ -193,6 +213,8 @@ static int l_start(lua_State *L)
     lua_setfield(L, -2, "client_id");
     lua_pushstring(L, sbx_client_secret(u->s));
     lua_setfield(L, -2, "client_secret");
+    lua_pushstring(L, sbx_redirect_uri(u->s));
+    lua_setfield(L, -2, "redirect_uri");
     lua_pop(L, 1);
     return 1;
 }
@@ -267,7 +289,8 @@ static int l_consent(lua_State *L)
 
 static int l_fail(lua_State *L)
 {
-    static const char *const keys[] = {"count", "status", "retry_after", "drop", "path", NULL};
+    static const char *const keys[] = {"count", "status", "retry_after", "drop", "path", "body",
+                                       "content_type", NULL};
     struct sbx_server *s = check_sbx(L, 1);
     struct sbx_fault f;
 
@@ -285,6 +308,16 @@ static int l_fail(lua_State *L)
     f.drop = lua_toboolean(L, -1);
     lua_pop(L, 1);
     f.path = field_string(L, 2, "path", NULL);
+    f.content_type = field_string(L, 2, "content_type", NULL);
+    lua_getfield(L, 2, "body");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "'body' must be a string");
+        f.body = lua_tolstring(L, -1, &f.body_len);   /* the caller's table holds it */
+    }
+    lua_pop(L, 1);
+    if (f.content_type != NULL && strpbrk(f.content_type, "\r\n") != NULL)
+        return luaL_error(L, "fail: 'content_type' must be one header line");
     if (f.count < 0)
         return luaL_error(L, "fail: 'count' must be 0 or more");
     if (f.status < 100 || f.status > 599)
@@ -292,6 +325,34 @@ static int l_fail(lua_State *L)
     if (sbx_fail(s, &f) != 0)
         return luaL_error(L, "fail: out of memory");
     return 0;
+}
+
+/* sb:budget() / sb:budget{user =, points =}: reads, or sets then reads, a points budget. */
+static int l_budget(lua_State *L)
+{
+    static const char *const keys[] = {"user", "points", NULL};
+    struct sbx_server *s = check_sbx(L, 1);
+    const char *user;
+    lua_Integer points;
+    long long v;
+
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    only_keys(L, 2, "budget", keys);
+    user = field_string(L, 2, "user", NULL);
+    points = field_integer(L, 2, "points", -1);
+    lua_getfield(L, 2, "points");
+    if (!lua_isnil(L, -1) && (points < 0 || points > 1000000000))
+        return luaL_error(L, "budget: 'points' must be from 0 to 1000000000");
+    lua_pop(L, 1);
+    v = sbx_budget(s, user, (long long)points);
+    if (v < 0)
+        return luaL_error(L, "budget: unknown user '%s'", user);
+    lua_pushinteger(L, (lua_Integer)v);
+    return 1;
 }
 
 static int l_advance(lua_State *L)
@@ -363,7 +424,7 @@ static int l_requests(lua_State *L)
     /* a raise below would leak `v`: make room first, pushing strings can only fail on memory */
     lua_createtable(L, (int)n, 0);
     for (i = 0; i < n; i++) {
-        lua_createtable(L, 0, 5);
+        lua_createtable(L, 0, 7);
         lua_pushstring(L, v[i].method);
         lua_setfield(L, -2, "method");
         lua_pushstring(L, v[i].path);
@@ -372,6 +433,10 @@ static int l_requests(lua_State *L)
         lua_setfield(L, -2, "query");
         lua_pushlstring(L, v[i].body, v[i].body_len);
         lua_setfield(L, -2, "body");
+        lua_pushinteger(L, (lua_Integer)v[i].body_size);
+        lua_setfield(L, -2, "body_size");
+        lua_pushboolean(L, v[i].body_truncated);
+        lua_setfield(L, -2, "body_truncated");
         lua_createtable(L, 0, (int)v[i].nheaders);
         for (k = 0; k < v[i].nheaders; k++) {
             lua_pushstring(L, v[i].headers[k].value);
@@ -432,7 +497,7 @@ static int l_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: fields (url, port, client_id, client_secret) from the user value, then methods. */
+/* __index: fields (url, port, client_id, client_secret, redirect_uri) from the user value, then methods. */
 static int l_index(lua_State *L)
 {
     luaL_checkudata(L, 1, SBX_TYPE);
@@ -450,15 +515,37 @@ static const luaL_Reg methods[] = {
     {"consent", l_consent}, {"fail", l_fail},         {"advance", l_advance},
     {"latency", l_latency}, {"time", l_time},         {"stats", l_stats},
     {"requests", l_requests}, {"revoke", l_revoke},   {"reset", l_reset},
-    {"stop", l_stop},       {NULL, NULL},
+    {"budget", l_budget},   {"stop", l_stop},         {NULL, NULL},
 };
 
 static const luaL_Reg metamethods[] = {
     {"__gc", l_stop}, {"__close", l_stop}, {"__tostring", l_tostring}, {NULL, NULL},
 };
 
+/* sandbox.evidence(): {{object =, field =, class =, source =}, ...}, the table of evidence.h. */
+static int l_evidence(lua_State *L)
+{
+    size_t n, i;
+    const struct sbx_evidence *t = sbx_evidence_table(&n);
+
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, t[i].object);
+        lua_setfield(L, -2, "object");
+        lua_pushstring(L, t[i].field);
+        lua_setfield(L, -2, "field");
+        lua_pushstring(L, t[i].class);
+        lua_setfield(L, -2, "class");
+        lua_pushstring(L, t[i].source);
+        lua_setfield(L, -2, "source");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
 static const luaL_Reg functions[] = {
-    {"start", l_start}, {NULL, NULL},
+    {"start", l_start}, {"evidence", l_evidence}, {NULL, NULL},
 };
 
 __attribute__((visibility("default"))) int luaopen_achievers_sandbox(lua_State *L)

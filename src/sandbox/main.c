@@ -8,27 +8,63 @@
 #include <string.h>
 
 #include "sandbox.h"
+#include "replay.h"
 
 static void usage(FILE *out)
 {
     fputs("usage: achievers-sandbox [--port N] [--expires absolute|relative] [--latency-ms N]\n"
-          "                         [--no-rate-limit] [--tls-cert FILE --tls-key FILE]\n"
+          "                         [--no-rate-limit] [--limit-heavy N/SECS] [--limit-default N/SECS]\n"
+          "                         [--tls-cert FILE --tls-key FILE]\n"
           "                         [--client-id ID --client-secret SECRET] [--redirect-uri URI]\n"
-          "                         [--refresh-tokens]\n"
+          "                         [--loopback-redirects] [--refresh-tokens] [--strict]\n"
+          "                         [--user-budget POINTS] [--program-budget POINTS] [--evidence]\n"
+          "                         [--replay FILE [--replay-strict] | --seed-from FILE]\n"
           "\n"
           "Runs a local emulator of the Achievers Open API v5 on 127.0.0.1 until interrupted.\n"
           "  --port N            port to listen on (default 8080; 0 picks a free one)\n"
           "  --expires MODE      token expires_in as an absolute UNIX time (default) or relative seconds\n"
           "  --latency-ms N      delay added before every /api/v5 answer\n"
           "  --no-rate-limit     do not enforce the per-token rate limits\n"
+          "  --limit-heavy N/S   GET /recognitions and GET /newsfeed-events: N per S seconds\n"
+          "                      per token and endpoint (default 50/60)\n"
+          "  --limit-default N/S every other API call: N per S seconds per token (default 500/120)\n"
           "  --tls-cert FILE     serve HTTPS with this PEM certificate ...\n"
           "  --tls-key FILE      ... and this PEM private key\n"
           "  --client-id ID      accept these client credentials (default: random ones)\n"
           "  --client-secret S\n"
-          "  --redirect-uri URI  the registered redirect URI (default http://127.0.0.1/callback)\n"
+          "  --redirect-uri URI  the registered redirect URI (default " SBX_DEFAULT_REDIRECT_URI ")\n"
+          "  --loopback-redirects\n"
+          "                      also accept any http redirect URI on a loopback host and any\n"
+          "                      port (127.0.0.1, localhost, [::1]; RFC 8252 7.3), for native apps\n"
           "  --refresh-tokens    user tokens come with a refresh_token\n"
+          "  --strict            serve no field classed inferred (see --evidence)\n"
+          "  --user-budget P     every user's points budget (default: managers 25000, others 5000)\n"
+          "  --program-budget P  the program's account for achievement points (default 1000000)\n"
+          "  --evidence          print what each served field rests on (markdown) and exit\n"
+          "  --replay FILE       answer the requests recorded in FILE (client option record)\n"
+          "                      with their recorded answers; others as the sandbox would\n"
+          "  --replay-strict     ... and others with a 501 naming the nearest recorded request\n"
+          "  --seed-from FILE    import the users and recognitions recorded in FILE\n"
           "  --help              this text\n",
           out);
+}
+
+/* "N/SECS", both positive. */
+static int limit(const char *s, struct sbx_limit *out)
+{
+    char *end;
+    long n, w;
+
+    n = strtol(s, &end, 10);
+    if (end == s || *end != '/' || n < 1 || n > 1000000000)
+        return 0;
+    s = end + 1;
+    w = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || w < 1 || w > 1000000000)
+        return 0;
+    out->count = (int)n;
+    out->window = (int)w;
+    return 1;
 }
 
 static int number(const char *s, long lo, long hi, long *out)
@@ -53,6 +89,8 @@ int main(int argc, char **argv)
     char err[512];
     long v;
     int i, sig;
+    const char *replay = NULL, *seed = NULL;
+    enum sbx_replay_mode replay_mode = SBX_REPLAY_ANSWER;
 
     sbx_config_defaults(&cfg);
     cfg.port = 8080;
@@ -68,6 +106,22 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--refresh-tokens") == 0) {
             cfg.refresh_tokens = 1;
             takes = 0;
+        } else if (strcmp(a, "--loopback-redirects") == 0) {
+            cfg.loopback_redirects = 1;
+            takes = 0;
+        } else if (strcmp(a, "--strict") == 0) {
+            cfg.strict = 1;
+            takes = 0;
+        } else if (strcmp(a, "--evidence") == 0) {
+            sbx_evidence_markdown(stdout);
+            return 0;
+        } else if (strcmp(a, "--replay-strict") == 0) {   /* replay.c */
+            replay_mode = SBX_REPLAY_STRICT;
+            takes = 0;
+        } else if (next != NULL && strcmp(a, "--replay") == 0) {
+            replay = next;
+        } else if (next != NULL && strcmp(a, "--seed-from") == 0) {
+            seed = next;
         } else if (next == NULL) {
             fprintf(stderr, "achievers-sandbox: %s needs a value\n", a);
             goto bad;
@@ -75,6 +129,20 @@ int main(int argc, char **argv)
             if (!number(next, 0, 65535, &v))
                 goto bad_value;
             cfg.port = (int)v;
+        } else if (strcmp(a, "--limit-heavy") == 0) {
+            if (!limit(next, &cfg.heavy))
+                goto bad_value;
+        } else if (strcmp(a, "--limit-default") == 0) {
+            if (!limit(next, &cfg.normal))
+                goto bad_value;
+        } else if (strcmp(a, "--user-budget") == 0) {
+            if (!number(next, 0, 1000000000, &v))
+                goto bad_value;
+            cfg.user_budget = v;
+        } else if (strcmp(a, "--program-budget") == 0) {
+            if (!number(next, 0, 1000000000, &v))
+                goto bad_value;
+            cfg.program_budget = v;
         } else if (strcmp(a, "--latency-ms") == 0) {
             if (!number(next, 0, 600000, &v))
                 goto bad_value;
@@ -103,6 +171,10 @@ bad_value:
         fprintf(stderr, "achievers-sandbox: bad value for %s: %s\n", a, next);
         goto bad;
     }
+    if (replay_mode == SBX_REPLAY_STRICT && replay == NULL) {
+        fprintf(stderr, "achievers-sandbox: --replay-strict needs --replay FILE\n");
+        goto bad;
+    }
     if ((cfg.tls_cert_file == NULL) != (cfg.tls_key_file == NULL)) {
         fprintf(stderr, "achievers-sandbox: --tls-cert and --tls-key go together\n");
         goto bad;
@@ -118,6 +190,12 @@ bad_value:
     s = sbx_start(&cfg, err, sizeof err);
     if (s == NULL) {
         fprintf(stderr, "achievers-sandbox: %s\n", err);
+        return 1;
+    }
+    if ((seed != NULL && sbx_replay_attach(s, seed, SBX_REPLAY_SEED, err, sizeof err) != 0) ||
+        (replay != NULL && sbx_replay_attach(s, replay, replay_mode, err, sizeof err) != 0)) {
+        fprintf(stderr, "achievers-sandbox: %s\n", err);
+        sbx_stop(s);
         return 1;
     }
     printf("Achievers API sandbox\n"

@@ -106,7 +106,7 @@ static int requested_scope(struct sbx_ctx *c, const struct sbx_params *p, unsign
 
 static void token_answer(struct sbx_ctx *c, const struct sbx_token *t)
 {
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access, "token_type", "bearer",
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s}", "access_token", t->access, "token_type", "Bearer",
                           "expires_in", (json_int_t)(c->s->expires_relative ? t->expires - c->now
                                                                             : t->expires),
                           "scope", sbx_scope_name(t->scope));

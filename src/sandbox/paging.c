@@ -2,12 +2,15 @@
  * paging.c: the list envelope of achievers-api.md section 0: {paging = {totalItems, totalPages,
  * page, pageSize, self, first, last, [next], [previous]}, items}. Pages are 1-based; pageSize
  * defaults to SBX_PAGE_DEFAULT and is capped at SBX_PAGE_MAX (the applied size is reported).
- * Paging links keep the caller's other query parameters as they were sent.
+ * Paging links keep the caller's other query parameters as they were sent. An empty result has
+ * totalPages 0 and so no last page: `last` (and `previous`) are left out; `first` stays, it
+ * names page 1, which answers an empty list.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
+#include "evidence.h"
 
 static int positive(struct sbx_ctx *c, const char *name, long long *out)
 {
@@ -68,7 +71,7 @@ static json_t *page_url(struct sbx_ctx *c, const struct sbx_page *pg, long long 
 json_t *sbx_page_envelope(struct sbx_ctx *c, const struct sbx_page *pg, json_t *items)
 {
     struct sbx_buf self = {0};
-    long long last = pg->pages > 0 ? pg->pages : 1;
+    long long last = pg->pages;
     json_t *paging, *o;
 
     if (items == NULL)
@@ -78,15 +81,17 @@ json_t *sbx_page_envelope(struct sbx_ctx *c, const struct sbx_page *pg, json_t *
         json_decref(items);
         return NULL;
     }
-    paging = json_pack("{s:I, s:I, s:I, s:I, s:s, s:o, s:o}", "totalItems", (json_int_t)pg->total,
+    paging = json_pack("{s:I, s:I, s:I, s:I, s:s, s:o}", "totalItems", (json_int_t)pg->total,
                        "totalPages", (json_int_t)pg->pages, "page", (json_int_t)pg->page,
                        "pageSize", (json_int_t)pg->size, "self", self.data,
-                       "first", page_url(c, pg, 1), "last", page_url(c, pg, last));
+                       "first", page_url(c, pg, 1));
     sbx_buf_free(&self);
-    if (paging != NULL && pg->page < pg->pages &&
+    if (paging != NULL && last > 0 && json_object_set_new(paging, "last", page_url(c, pg, last)) != 0)
+        json_decref(paging), paging = NULL;
+    if (paging != NULL && pg->page < pg->pages && sbx_serves(c->s, SBX_EV_PAGING_NEXT) &&
         json_object_set_new(paging, "next", page_url(c, pg, pg->page + 1)) != 0)
         json_decref(paging), paging = NULL;
-    if (paging != NULL && pg->page > 1 &&
+    if (paging != NULL && pg->page > 1 && last > 0 && sbx_serves(c->s, SBX_EV_PAGING_NEXT) &&
         json_object_set_new(paging, "previous", page_url(c, pg, pg->page - 1 < last ? pg->page - 1 : last)) != 0)
         json_decref(paging), paging = NULL;
     o = json_pack("{s:o, s:o}", "paging", paging, "items", items);

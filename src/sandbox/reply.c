@@ -111,3 +111,23 @@ void sbx_reply_redirect(struct sbx_reply *rp, const char *location)
     rp->status = 302;
     sbx_reply_header(rp, "Location", "%s", location);
 }
+
+void sbx_reply_drop_field(struct sbx_reply *rp)
+{
+    json_t *o;
+    char *text;
+
+    if (rp->body == NULL || rp->status < 400 || rp->ctype == NULL ||
+        strncmp(rp->ctype, "application/json", 16) != 0)
+        return;
+    o = json_loadb(rp->body, rp->len, 0, NULL);
+    if (o != NULL && json_is_object(o) && json_object_get(o, "field") != NULL) {
+        json_object_del(o, "field");
+        if ((text = json_dumps(o, JSON_COMPACT)) != NULL) {
+            free(rp->body);
+            rp->body = text;
+            rp->len = strlen(text);
+        }
+    }
+    json_decref(o);
+}

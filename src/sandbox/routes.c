@@ -45,6 +45,13 @@ size_t sbx_route_count(void)
     return NROUTES;
 }
 
+size_t sbx_route_body_limit(long i)
+{
+    /* files come in multipart bodies; everything else is a small form or JSON object */
+    return i >= 0 && (size_t)i < NROUTES && routes[i].handler == sbx_h_upload_post ? SBX_UPLOAD_BODY_LIMIT
+                                                                                     : SBX_BODY_LIMIT;
+}
+
 const char *sbx_route_key(size_t i)
 {
     return i < NROUTES ? routes[i].key : NULL;

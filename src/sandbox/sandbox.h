@@ -10,6 +10,7 @@
 #define SBX_SANDBOX_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* A fixed rate-limit window: at most `count` requests per `window` seconds per token. */
 struct sbx_limit {
@@ -29,8 +30,14 @@ struct sbx_config {
     const char *tls_key_file;
     const char *client_id;       /* NULL: random "sbx_" + 32 hex */
     const char *client_secret;   /* NULL: random 64 hex */
-    const char *redirect_uri;    /* NULL: http://127.0.0.1/callback */
+    const char *redirect_uri;    /* the registered one; NULL: SBX_DEFAULT_REDIRECT_URI */
+    int loopback_redirects;      /* also any http loopback redirect URI, any port (RFC 8252 7.3) */
+    int strict;                  /* serve no field classed INFERRED (evidence.h) */
+    long long user_budget;       /* every user's points budget; < 0: the seed's (by role) */
+    long long program_budget;    /* the program's account for achievement points; < 0: seed's */
 };
+
+#define SBX_DEFAULT_REDIRECT_URI "http://127.0.0.1:8910/callback"
 
 /* Fills `cfg` with the documented defaults. */
 void sbx_config_defaults(struct sbx_config *cfg);
@@ -48,6 +55,7 @@ const char *sbx_url(const struct sbx_server *s);
 int sbx_port(const struct sbx_server *s);
 const char *sbx_client_id(const struct sbx_server *s);
 const char *sbx_client_secret(const struct sbx_server *s);
+const char *sbx_redirect_uri(const struct sbx_server *s);
 
 /*
  * An authorization code as if `user` had approved `scope` in the consent page. `redirect_uri`
@@ -64,8 +72,17 @@ struct sbx_fault {
     int retry_after;    /* ... with Retry-After seconds when >= 0 */
     int drop;           /* or close the connection without an answer */
     const char *path;
+    const char *body;           /* NULL: a JSON error body; else this body ... */
+    size_t body_len;
+    const char *content_type;   /* ... with this Content-Type (NULL: none) */
 };
 int sbx_fail(struct sbx_server *s, const struct sbx_fault *f);   /* 0, or -1 out of memory */
+
+/*
+ * Points budgets: a user's (`user` a username) or, with `user` NULL, the program's account.
+ * Sets it when `points` >= 0. Returns the budget (after the change), or -1 for an unknown user.
+ */
+long long sbx_budget(struct sbx_server *s, const char *user, long long points);
 
 void sbx_advance(struct sbx_server *s, long long seconds);
 void sbx_set_latency(struct sbx_server *s, int ms);
@@ -100,12 +117,28 @@ struct sbx_logged {
     char *query;    /* raw query string, "" when none */
     struct sbx_logged_header *headers;
     size_t nheaders;
-    char *body;     /* raw bytes, NUL-terminated for convenience */
+    char *body;     /* raw bytes, at most SBX_LOG_BODY_MAX, NUL-terminated for convenience */
     size_t body_len;
+    unsigned long long body_size;   /* the whole body's size as received */
+    int body_truncated;             /* body holds only the first SBX_LOG_BODY_MAX bytes */
 };
 #define SBX_LOG_SIZE 64
+#define SBX_LOG_BODY_MAX (64u * 1024u)
 /* A copy of the last SBX_LOG_SIZE requests, oldest first. 0, or -1 out of memory. */
 int sbx_requests_get(struct sbx_server *s, struct sbx_logged **out, size_t *n);
 void sbx_requests_free(struct sbx_logged *v, size_t n);
+
+/* ---- evidence (evidence.c): what each served field and behaviour rests on -------------------- */
+
+struct sbx_evidence {
+    const char *object;     /* e.g. "user", "recognition", "behaviour" */
+    const char *field;      /* e.g. "managerId", "links.newsfeedEvent" */
+    const char *class;      /* "documented", "code" or "inferred" */
+    const char *source;     /* where: achievers-api.md section, source ids (S2, C1) */
+};
+/* The table, in order; `*n` entries. Static data. */
+const struct sbx_evidence *sbx_evidence_table(size_t *n);
+/* The table as markdown (doc/sandbox-evidence.md is this output). */
+void sbx_evidence_markdown(FILE *out);
 
 #endif

@@ -2,7 +2,8 @@
  * seed.c: the emulator's starting data, the same on every start (a fixed PRNG seed): 240 users
  * in a management tree (adele.olson, id 10726811, manages brady.garfinkel, id 10726846),
  * recognition modules and criteria, and two years of recognitions and achievements with their
- * newsfeed events, likes, comments and boosts.
+ * newsfeed events, likes, comments and boosts; points budgets (a manager 25,000 points to give,
+ * anyone else 5,000, the program's account 1,000,000).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,6 +291,9 @@ struct sbx_store *sbx_seed(void)
     if (st->users == NULL)
         goto fail;
     seed_users(st, &rs);
+    for (i = 0; i < NUSERS; i++)
+        st->users[i].budget = st->users[i].is_manager ? SBX_SEED_MANAGER_BUDGET : SBX_SEED_USER_BUDGET;
+    st->program_budget = SBX_SEED_PROGRAM_BUDGET;
     for (i = 0; i < NACTIVITY; i++) {
         int rc;
         t += 1 + (long long)pick(&rs, (size_t)(2 * step));

@@ -14,17 +14,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include <microhttpd.h>
 
 #include "internal.h"
+#include "evidence.h"
+#include "replay.h"
 
 #define SBX_CONN_MEMORY (64 * 1024)   /* per connection: larger header blocks get 431 */
-/* Bodies over SBX_BODY_LIMIT get 413; up to this size they are read (and dropped) first so the
-   client can read the answer, beyond it the 413 comes at once and the connection is closed. */
+/* Bodies over their route's limit get 413; up to this size they are read (and dropped) first so
+   the client can read the answer, beyond it the 413 comes at once and the connection is closed. */
 #define SBX_DISCARD_LIMIT (64ull * 1024 * 1024)
+/* Connections: at most this many at once (each has its own thread), and one that sends nothing
+   for SBX_CONN_TIMEOUT seconds (idle keep-alive, or a request left half-sent) is closed. So a
+   crowd of stalled clients is turned away after seconds, and everyone else is still served. */
+#define SBX_MAX_CONNECTIONS 4000
+#define SBX_CONN_TIMEOUT    10
+#define SBX_THREAD_STACK    (512 * 1024)
 
 void sbx_config_defaults(struct sbx_config *cfg)
 {
@@ -34,6 +43,8 @@ void sbx_config_defaults(struct sbx_config *cfg)
     cfg->heavy.window = 60;
     cfg->normal.count = 500;
     cfg->normal.window = 120;
+    cfg->user_budget = -1;
+    cfg->program_budget = -1;
 }
 
 long long sbx_now(struct sbx_server *s)
@@ -173,19 +184,26 @@ static void logged_free(struct sbx_logged *l)
     memset(l, 0, sizeof *l);
 }
 
-/* Deep copy; on failure `dst` is left empty and -1 returned. */
+/* Deep copy, keeping at most SBX_LOG_BODY_MAX bytes of the body; `size` is the body's whole size.
+   On failure `dst` is left empty and -1 returned. */
 static int logged_copy(struct sbx_logged *dst, const char *method, const char *path,
                        const char *query, const struct sbx_header *h, size_t nh, const char *body,
-                       size_t blen)
+                       size_t blen, unsigned long long size)
 {
     size_t i;
 
+    if (body == NULL)
+        blen = 0;
+    if (blen > SBX_LOG_BODY_MAX)
+        blen = SBX_LOG_BODY_MAX;
     memset(dst, 0, sizeof *dst);
     dst->method = sbx_strdup(method);
     dst->path = sbx_strdup(path);
     dst->query = sbx_strdup(query);
-    dst->body = sbx_memdup(body ? body : "", body ? blen : 0);
-    dst->body_len = body ? blen : 0;
+    dst->body = sbx_memdup(body ? body : "", blen);
+    dst->body_len = blen;
+    dst->body_size = size;
+    dst->body_truncated = size > blen;
     dst->headers = calloc(nh ? nh : 1, sizeof *dst->headers);
     if (!dst->method || !dst->path || !dst->query || !dst->body || !dst->headers)
         goto fail;
@@ -208,7 +226,7 @@ static void log_request(struct sbx_server *s, const struct sbx_request *r)
 
     logged_free(slot);
     if (logged_copy(slot, r->method, r->path, r->query, r->headers, r->nheaders, r->body.data,
-                    r->body.len) != 0)
+                    r->body.len, r->received) != 0)
         return;
     s->log_next = (s->log_next + 1) % SBX_LOG_SIZE;
     if (s->log_count < SBX_LOG_SIZE)
@@ -241,7 +259,7 @@ int sbx_requests_get(struct sbx_server *s, struct sbx_logged **out, size_t *n)
             const struct sbx_logged *l = &s->log[(first + i) % SBX_LOG_SIZE];
             if (logged_copy(&v[i], l->method, l->path, l->query,
                             (const struct sbx_header *)(const void *)l->headers, l->nheaders,
-                            l->body, l->body_len) != 0) {
+                            l->body, l->body_len, l->body_size) != 0) {
                 sbx_requests_free(v, i);
                 v = NULL;
                 rc = -1;
@@ -341,6 +359,8 @@ static enum MHD_Result handle_request(struct sbx_server *s, struct MHD_Connectio
     struct sbx_reply rp = {0};
     struct sbx_ctx c;
     int fault = 0, drop = 0, status = 0, retry_after = -1, latency;
+    char *fault_body = NULL, *fault_ctype = NULL;
+    size_t fault_len = 0;
     int is_api = strncmp(r->path, "/api/v5/", 8) == 0 || strcmp(r->path, "/api/v5") == 0;
     long route;
 
@@ -362,22 +382,40 @@ static enum MHD_Result handle_request(struct sbx_server *s, struct MHD_Connectio
         drop = s->fault.drop;
         status = s->fault.status;
         retry_after = s->fault.retry_after;
+        if (s->fault.body != NULL) {
+            fault_body = sbx_memdup(s->fault.body, s->fault.body_len);
+            fault_len = s->fault.body_len;
+            fault_ctype = s->fault.content_type ? sbx_strdup(s->fault.content_type) : NULL;
+        }
     }
     latency = is_api ? s->latency_ms : 0;
     pthread_mutex_unlock(&s->lock);
 
     if (latency > 0)
         sleep_ms(s, latency);
-    if (drop)
+    if (drop) {
+        free(fault_body);
+        free(fault_ctype);
         return MHD_NO;
-    if (fault) {
+    }
+    if (fault && fault_body != NULL) {
+        /* the body as given, e.g. a proxy's HTML page */
+        rp.status = status;
+        rp.body = fault_body;
+        rp.len = fault_len;
+        if (fault_ctype != NULL)
+            sbx_reply_header(&rp, "Content-Type", "%s", fault_ctype);
+        if (retry_after >= 0)
+            sbx_reply_header(&rp, "Retry-After", "%d", retry_after);
+    } else if (fault) {
         sbx_reply_error(&rp, status, status_code_name(status), NULL,
                         "injected fault: the sandbox was told to answer %d", status);
         if (retry_after >= 0)
             sbx_reply_header(&rp, "Retry-After", "%d", retry_after);
     } else if (r->too_big) {
-        sbx_reply_error(&rp, 413, "request_too_large", NULL, "the request body is larger than %u bytes",
-                        SBX_BODY_LIMIT);
+        sbx_reply_error(&rp, 413, "request_too_large", NULL,
+                        "the request body is larger than %zu bytes, the most %s takes", r->limit,
+                        route >= 0 ? sbx_route_key((size_t)route) : "this path");
     } else {
         memset(&c, 0, sizeof c);
         c.s = s;
@@ -385,10 +423,14 @@ static enum MHD_Result handle_request(struct sbx_server *s, struct MHD_Connectio
         c.rp = &rp;
         pthread_mutex_lock(&s->lock);
         c.now = sbx_now(s);
-        sbx_dispatch(&c);
+        if (!sbx_replay_answer(&c))   /* a recording answers first (replay.c) */
+            sbx_dispatch(&c);
         pthread_mutex_unlock(&s->lock);
         sbx_params_free(&c.query);
+        if (!sbx_serves(s, SBX_EV_ERROR_FIELD))
+            sbx_reply_drop_field(&rp);
     }
+    free(fault_ctype);
     return send_reply(s, conn, &rp);
 }
 
@@ -416,12 +458,21 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return MHD_NO;
         if (MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_header, r) < 0)
             return MHD_NO;
+        {
+            char *dpath = path_decode(r->path);
+            r->limit = sbx_route_body_limit(sbx_route_index(dpath, r->method));
+            free(dpath);
+        }
         cl = sbx_req_header(r, "content-length");
         if (cl != NULL && strtoull(cl, NULL, 10) > SBX_DISCARD_LIMIT) {
             /* refuse before reading the body; MHD closes the connection afterwards */
             r->answered = 1;
             r->too_big = 1;
             return handle_request(s, conn, r);
+        }
+        if (cl != NULL && strtoull(cl, NULL, 10) > r->limit) {
+            /* too big, but small enough to read and drop so the client sees the 413 */
+            r->too_big = 1;
         }
         return MHD_YES;
     }
@@ -430,7 +481,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (r->received > SBX_DISCARD_LIMIT)
             return MHD_NO;   /* a chunked body without end: stop reading, close */
         if (!r->answered && !r->too_big) {
-            if (r->body.len + *upload_data_size > SBX_BODY_LIMIT) {
+            if (r->body.len + *upload_data_size > r->limit) {
                 /* read and drop the rest, so that the client gets its 413 on a live connection */
                 r->too_big = 1;
                 sbx_buf_free(&r->body);
@@ -528,8 +579,11 @@ static void server_free(struct sbx_server *s)
     free(s->codes);
     free(s->windows);
     sbx_store_free(s->store);
+    sbx_replay_free(s->replay);
     free(s->by_route);
     free((char *)s->fault.path);
+    free((char *)s->fault.body);
+    free((char *)s->fault.content_type);
     free(s->client_id);
     free(s->client_secret);
     free(s->redirect_uri);
@@ -537,6 +591,17 @@ static void server_free(struct sbx_server *s)
     free(s->tls_key);
     pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+/* SBX_MAX_CONNECTIONS, or fewer when the process may not open that many files. */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+    unsigned n = SBX_MAX_CONNECTIONS;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < n + 128)
+        n = rl.rlim_cur > 256 ? (unsigned)rl.rlim_cur - 128 : 128;
+    return n;
 }
 
 struct sbx_server *sbx_start(const struct sbx_config *cfg, char *err, size_t errlen)
@@ -591,11 +656,28 @@ struct sbx_server *sbx_start(const struct sbx_config *cfg, char *err, size_t err
         if ((s->client_secret = sbx_strdup(cfg->client_secret)) == NULL)
             goto oom;
     }
-    s->redirect_uri = sbx_strdup(cfg->redirect_uri ? cfg->redirect_uri : "http://127.0.0.1/callback");
+    s->redirect_uri = sbx_strdup(cfg->redirect_uri ? cfg->redirect_uri : SBX_DEFAULT_REDIRECT_URI);
+    s->loopback_redirects = cfg->loopback_redirects;
+    s->strict = cfg->strict;
+    s->user_budget = cfg->user_budget;
+    s->program_budget = cfg->program_budget;
+    if (sbx_random_hex(s->page_key, 64) != 0) {
+        snprintf(err, errlen, "no random numbers from the system");
+        goto fail;
+    }
     s->by_route = calloc(sbx_route_count(), sizeof *s->by_route);
     s->store = sbx_seed();
     if (s->redirect_uri == NULL || s->by_route == NULL || s->store == NULL)
         goto oom;
+    {
+        struct sbx_uri u;
+        if (!sbx_uri_parse(s->redirect_uri, &u)) {
+            snprintf(err, errlen, "redirect_uri must be an absolute http(s) URI without userinfo "
+                                  "or fragment: %s", s->redirect_uri);
+            goto fail;
+        }
+    }
+    sbx_budgets_apply(s, s->store);
     if (tls) {
         if ((s->tls_cert = read_file(cfg->tls_cert_file, err, errlen)) == NULL ||
             (s->tls_key = read_file(cfg->tls_key_file, err, errlen)) == NULL)
@@ -615,8 +697,9 @@ struct sbx_server *sbx_start(const struct sbx_config *cfg, char *err, size_t err
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_log, s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SBX_CONN_MEMORY,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)512,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SBX_CONN_TIMEOUT,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)connection_limit(),
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)SBX_THREAD_STACK,
         tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, s->tls_cert,
         MHD_OPTION_HTTPS_MEM_KEY, s->tls_key,
         MHD_OPTION_END);
@@ -654,3 +737,4 @@ const char *sbx_url(const struct sbx_server *s) { return s->url; }
 int sbx_port(const struct sbx_server *s) { return s->port; }
 const char *sbx_client_id(const struct sbx_server *s) { return s->client_id; }
 const char *sbx_client_secret(const struct sbx_server *s) { return s->client_secret; }
+const char *sbx_redirect_uri(const struct sbx_server *s) { return s->redirect_uri; }

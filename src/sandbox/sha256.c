@@ -1,6 +1,7 @@
 /*
  * sha256.c: SHA-256 (FIPS 180-4) of a byte string, as lowercase hex. Used to describe uploaded
- * files so that tests can check binary integrity end to end.
+ * files so that tests can check binary integrity end to end, and HMAC-SHA-256 (RFC 2104) for the
+ * consent page's form tokens.
  */
 #include <string.h>
 
@@ -69,28 +70,79 @@ static void sha256_update(struct sha256 *c, const unsigned char *p, size_t n)
     }
 }
 
-void sbx_sha256_hex(const void *data, size_t len, char out[65])
+static void sha256_init(struct sha256 *c)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+    memset(c, 0, sizeof *c);
+    memcpy(c->h, h0, sizeof h0);
+}
+
+static void sha256_final(struct sha256 *c, unsigned char out[32])
+{
     static const unsigned char pad = 0x80, zero = 0;
-    struct sha256 c = {{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19}, {0}, 0, 0};
     unsigned char lenbytes[8];
-    uint64_t bits;
+    uint64_t bits = c->total * 8;
     int i;
 
-    sha256_update(&c, data, len);
-    bits = c.total * 8;
-    sha256_update(&c, &pad, 1);
-    while (c.fill != 56)
-        sha256_update(&c, &zero, 1);
+    sha256_update(c, &pad, 1);
+    while (c->fill != 56)
+        sha256_update(c, &zero, 1);
     for (i = 0; i < 8; i++)
         lenbytes[i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha256_update(&c, lenbytes, 8);
+    sha256_update(c, lenbytes, 8);
+    for (i = 0; i < 32; i++)
+        out[i] = (unsigned char)(c->h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+static void to_hex(const unsigned char d[32], char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    int i;
+
     for (i = 0; i < 32; i++) {
-        unsigned char byte = (unsigned char)(c.h[i / 4] >> (24 - 8 * (i % 4)));
-        out[2 * i] = hex[byte >> 4];
-        out[2 * i + 1] = hex[byte & 0xf];
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 0xf];
     }
     out[64] = '\0';
+}
+
+void sbx_sha256_hex(const void *data, size_t len, char out[65])
+{
+    struct sha256 c;
+    unsigned char d[32];
+
+    sha256_init(&c);
+    sha256_update(&c, data, len);
+    sha256_final(&c, d);
+    to_hex(d, out);
+}
+
+void sbx_hmac_sha256_hex(const void *key, size_t klen, const void *msg, size_t mlen, char out[65])
+{
+    unsigned char k[64] = {0}, pad[64], inner[32], d[32];
+    struct sha256 c;
+    int i;
+
+    if (klen > sizeof k) {
+        sha256_init(&c);
+        sha256_update(&c, key, klen);
+        sha256_final(&c, k);
+    } else {
+        memcpy(k, key, klen);
+    }
+    for (i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    sha256_init(&c);
+    sha256_update(&c, pad, 64);
+    sha256_update(&c, msg, mlen);
+    sha256_final(&c, inner);
+    for (i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    sha256_init(&c);
+    sha256_update(&c, pad, 64);
+    sha256_update(&c, inner, 32);
+    sha256_final(&c, d);
+    to_hex(d, out);
 }

@@ -185,6 +185,8 @@ int sbx_store_add_achievement(struct sbx_store *st, struct sbx_achievement *a)
 
 int sbx_store_add_upload(struct sbx_store *st, struct sbx_upload *u)
 {
+    size_t i;
+
     if (SBX_GROW(st->uploads, st->uploads_cap, st->nuploads) != 0) {
         free(u->filename);
         free(u->content_type);
@@ -193,6 +195,15 @@ int sbx_store_add_upload(struct sbx_store *st, struct sbx_upload *u)
     }
     u->id = st->next_upload_id++;
     st->uploads[st->nuploads] = *u;
+    st->upload_bytes += u->size;
+    /* keep the newest files' bytes within SBX_UPLOAD_STORE_MAX; older ones are forgotten */
+    for (i = 0; i < st->nuploads && st->upload_bytes > SBX_UPLOAD_STORE_MAX; i++) {
+        if (st->uploads[i].data != NULL) {
+            free(st->uploads[i].data);
+            st->uploads[i].data = NULL;
+            st->upload_bytes -= st->uploads[i].size;
+        }
+    }
     return (int)st->nuploads++;
 }
 

@@ -3,12 +3,23 @@
  * newsfeed events, likes, comments, boosts, recognition modules), with URLs built from the
  * server's own URL. Runs with the server lock held. Every function returns NULL when out of
  * memory (jansson's setters ignore NULL values, so a partial object is caught at the end).
+ * Fields classed INFERRED in evidence.h are added only when sbx_serves() says so (not in strict
+ * mode); drop() takes them out of objects built whole.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
+#include "evidence.h"
+
+/* Removes `key` from `o` unless `id` is served; `o` may be NULL. Returns `o`. */
+static json_t *drop(struct sbx_server *s, json_t *o, enum sbx_evidence_id id, const char *key)
+{
+    if (o != NULL && !sbx_serves(s, id))
+        json_object_del(o, key);
+    return o;
+}
 
 json_t *sbx_link(struct sbx_server *s, const char *rel, const char *method, const char *fmt, ...)
 {
@@ -74,12 +85,14 @@ json_t *sbx_view_user(struct sbx_server *s, int u, int detailed)
                           "isPersonalizedProfileImage", 0,
                           "managerId", (json_int_t)s->store->users[us->manager].id);
 
-    if (o != NULL && detailed) {
+    drop(s, o, SBX_EV_USER_MANAGER_ID, "managerId");
+    if (o != NULL && detailed && sbx_serves(s, SBX_EV_USER_DETAIL)) {
+        size_t want = json_object_size(o) + 4;
         json_object_set_new(o, "manager", sbx_view_user_summary(s, us->manager));
         json_object_set_new(o, "isManager", json_boolean(us->is_manager));
         json_object_set_new(o, "department", json_string(us->department));
         json_object_set_new(o, "title", json_string(us->title));
-        if (json_object_size(o) != 15) {
+        if (json_object_size(o) != want) {
             json_decref(o);
             return NULL;
         }
@@ -106,14 +119,19 @@ static json_t *criterion_summary(struct sbx_server *s, int c)
     const struct sbx_criterion *cr = &s->store->criteria[c];
     const struct sbx_module *m = &s->store->modules[cr->module];
 
-    return json_pack("{s:i, s:s, s:i, s:s, s:i}", "id", cr->id, "name", cr->name, "moduleId", m->id,
-                     "moduleName", m->name, "points", cr->points);
+    json_t *o = json_pack("{s:i, s:s, s:i, s:s, s:i}", "id", cr->id, "name", cr->name, "moduleId", m->id,
+                          "moduleName", m->name, "points", cr->points);
+
+    drop(s, o, SBX_EV_REC_CRITERION_X, "moduleId");
+    drop(s, o, SBX_EV_REC_CRITERION_X, "moduleName");
+    return drop(s, o, SBX_EV_REC_CRITERION_X, "points");
 }
 
 static json_t *upload_ref(struct sbx_server *s, long long id)
 {
-    return json_pack("{s:I, s:o}", "id", (json_int_t)id,
-                     "url", url(s, "/platform_content/uploads/%lld", id));
+    return drop(s, json_pack("{s:I, s:o}", "id", (json_int_t)id,
+                             "url", url(s, "/platform_content/uploads/%lld", id)),
+                SBX_EV_REC_UPLOAD_ID, "id");
 }
 
 json_t *sbx_view_recognition(struct sbx_server *s, int r)
@@ -135,12 +153,18 @@ json_t *sbx_view_recognition(struct sbx_server *s, int r)
         json_decref(o);
         return NULL;
     }
+    drop(s, o, SBX_EV_REC_POINTS, "points");
+    drop(s, o, SBX_EV_REC_POINTS, "nominator");
+    drop(s, o, SBX_EV_REC_EVENT_ID, "newsfeedEventId");
+    if (o != NULL)
+        drop(s, json_object_get(o, "links"), SBX_EV_REC_EVENT_LINK, "newsfeedEvent");
     return o;
 }
 
-static json_t *integration_creator(void)
+static json_t *integration_creator(struct sbx_server *s)
 {
-    return json_pack("{s:n, s:s, s:s}", "id", "username", SBX_INTEGRATION, "fullName", SBX_INTEGRATION);
+    return drop(s, json_pack("{s:n, s:s, s:s}", "id", "username", SBX_INTEGRATION, "fullName", SBX_INTEGRATION),
+                SBX_EV_ACH_CREATOR_NAME, "username");
 }
 
 json_t *sbx_view_achievement(struct sbx_server *s, int a)
@@ -151,7 +175,7 @@ json_t *sbx_view_achievement(struct sbx_server *s, int a)
         "{s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:I, s:o, s:{s:o}}",
         "id", (json_int_t)ac->id, "description", text(ac->description, ac->desc_len),
         "dateAchieved", ac->date[0] ? json_string(ac->date) : json_null(),
-        "creator", ac->creator >= 0 ? sbx_view_user_summary(s, ac->creator) : integration_creator(),
+        "creator", ac->creator >= 0 ? sbx_view_user_summary(s, ac->creator) : integration_creator(s),
         "participants", user_list(s, ac->participants, ac->nparticipants),
         "points", (json_int_t)ac->points, "dateCreated", iso(ac->created),
         "newsfeedEventId", (json_int_t)ev, "newsfeedEventURL", url(s, "/event/%lld", ev),
@@ -161,6 +185,13 @@ json_t *sbx_view_achievement(struct sbx_server *s, int a)
     if (o != NULL && ac->upload != 0 && json_object_set_new(o, "fileUpload", upload_ref(s, ac->upload)) != 0) {
         json_decref(o);
         return NULL;
+    }
+    drop(s, o, SBX_EV_ACH_EVENT_URL, "newsfeedEventURL");
+    drop(s, o, SBX_EV_ACH_EVENT_ID, "newsfeedEventId");
+    if (o != NULL && json_object_get(o, "links") != NULL) {
+        drop(s, json_object_get(o, "links"), SBX_EV_ACH_EVENT_LINK, "newsfeedEvent");
+        if (json_object_size(json_object_get(o, "links")) == 0)
+            json_object_del(o, "links");
     }
     return o;
 }
@@ -215,6 +246,12 @@ json_t *sbx_view_event(struct sbx_server *s, int e)
                   "likes", sbx_link(s, "likes", "GET", "/api/v5/newsfeed-events/%lld/likes", ev->id),
                   "comments", sbx_link(s, "comments", "GET", "/api/v5/newsfeed-events/%lld/comments", ev->id),
                   "boosts", sbx_link(s, "boosts", "GET", "/api/v5/newsfeed-events/%lld/boosts", ev->id));
+    drop(s, o, SBX_EV_EVENT_EMBED, type);
+    drop(s, o, SBX_EV_EVENT_COUNTS, "likesCount");
+    drop(s, o, SBX_EV_EVENT_COUNTS, "commentsCount");
+    drop(s, o, SBX_EV_EVENT_COUNTS, "boostsCount");
+    if (o != NULL)
+        drop(s, json_object_get(o, "creator"), SBX_EV_EVENT_CREATOR_USERNAME, "username");
     return o;
 }
 
@@ -231,7 +268,9 @@ json_t *sbx_view_reaction(struct sbx_server *s, enum sbx_reaction_kind k, int r)
         json_decref(o);
         return NULL;
     }
-    return o;
+    drop(s, o, SBX_EV_REACTION_FIELDS, "user");
+    drop(s, o, SBX_EV_REACTION_FIELDS, "comment");
+    return drop(s, o, SBX_EV_REACTION_FIELDS, "points");
 }
 
 /* The modules with the criteria `sender` may use for all `n` nominees (modules left empty are
@@ -249,11 +288,11 @@ json_t *sbx_view_module_list(struct sbx_server *s, int sender, const int *nomine
             const struct sbx_criterion *cr = &st->criteria[c];
             if (cr->module != (int)m || !sbx_criterion_allowed(st, (int)c, sender, nominees, n))
                 continue;
-            if (json_array_append_new(crits, json_pack(
+            if (json_array_append_new(crits, drop(s, json_pack(
                     "{s:i, s:s, s:s, s:o, s:i}", "id", cr->id, "name", cr->name,
                     "description", cr->description,
                     "criterionBannerUrl", url(s, "/platform_content/criteria/%lld.png", cr->id),
-                    "points", cr->points)) != 0) {
+                    "points", cr->points), SBX_EV_CRITERION_POINTS, "points")) != 0) {
                 json_decref(crits);
                 crits = NULL;
             }

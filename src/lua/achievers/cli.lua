@@ -61,6 +61,8 @@ Commands:
   repl                      a Lua REPL with `client` (and `user` when logged in) ready:
                             Tab completes, `help` shows the reference, Ctrl-C stops a call
   sandbox [sandbox options] run the local API emulator (achievers-sandbox; try --help)
+  sandbox --compare FILE [--json]
+                            replay a recording against a fresh sandbox: where do they differ
   help                      this text
 
 Options:
@@ -76,6 +78,9 @@ Options:
   --system                  use a system token (client_credentials) even when logged in
   --user                    use the saved user token; fail with status 3 when not logged in
   --timeout SECONDS         per-request timeout
+  --record FILE             append every HTTP exchange to FILE (JSON Lines; secrets are never
+                            written); --record-pseudonymise also replaces people's names,
+                            usernames, addresses and ids
   --version                 print the version
   -h, --help                this text
 
@@ -674,6 +679,8 @@ function M.sandbox_program(script)
 end
 
 function COMMANDS.sandbox(ctx)
+  local rec = require("achievers.cli_record") -- --compare FILE: the fidelity report
+  if rec.wants_compare(ctx.passthrough) then return rec.compare(ctx.passthrough, ctx.opts.json) end
   local bin = M.sandbox_program(ctx.script)
   local words = { "exec", store.shquote(bin) }
   for _, a in ipairs(ctx.passthrough or {}) do words[#words + 1] = store.shquote(a) end
@@ -717,6 +724,9 @@ function M.main(argv)
   argv = argv or {}
   local ctx = { script = argv[0], opts = {} }
   local ok, ret = xpcall(function()
+    local rec_opts, rec_err -- --record FILE: achievers.cli_record
+    argv, rec_opts, rec_err = require("achievers.cli_record").take_flags(argv)
+    if rec_err then usage(rec_err) end
     local command, args, opts, passthrough = M.parse(argv)
     ctx.opts, ctx.args, ctx.passthrough = opts, args, passthrough
     if opts.help then return COMMANDS.help(ctx) end
@@ -731,6 +741,7 @@ function M.main(argv)
     local run = COMMANDS[command]
     if not run then usage("unknown command '" .. command .. "'") end
     if command ~= "help" and command ~= "sandbox" then ctx.cfg = M.config(opts) end
+    for k, v in pairs(ctx.cfg and rec_opts or {}) do ctx.cfg.client[k] = v end
     return run(ctx)
   end, function(e)
     if getmetatable(e) == Failure then return e end
