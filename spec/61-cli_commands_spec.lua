@@ -353,7 +353,7 @@ describe("achievers program", function()
           { ACHIEVERS_SANDBOX_BIN = sandbox_bin }) .. " " .. h.lua .. " bin/achievers sandbox --port 0"),
         q(dir .. "/out")))
       local out = ""
-      for _ = 1, 100 do
+      for _ = 1, 300 do -- polls every 0.05 s: a bound for a busy machine
         out = slurp(dir .. "/out")
         if out:match("client_secret: %x+") then break end
         require("socket").sleep(0.05)
@@ -370,7 +370,7 @@ describe("achievers program", function()
       local gone = false
       if pid then
         os.execute("kill -TERM -" .. pid .. " 2>/dev/null") -- the whole group
-        for _ = 1, 100 do
+        for _ = 1, 300 do -- polls every 0.05 s: a bound for a busy machine
           if not sh("kill -0 -" .. pid .. " 2>/dev/null") then gone = true break end
           require("socket").sleep(0.05)
         end

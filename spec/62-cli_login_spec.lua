@@ -20,7 +20,7 @@ local function start_login(env, dir, ...)
   os.execute(string.format("timeout 60 sh -c %s </dev/null >/dev/null 2>&1 & echo $! >%s", q(cmd), q(dir .. "/pid")))
   local handle = { dir = dir }
   function handle.output(pattern)
-    for _ = 1, 200 do
+    for _ = 1, 600 do -- polls every 0.05 s: a bound for a busy machine
       local s = slurp(dir .. "/out") or ""
       local m = s:match(pattern)
       if m then return m end
@@ -29,7 +29,7 @@ local function start_login(env, dir, ...)
     error("login printed nothing matching " .. pattern .. "; stderr: " .. tostring(slurp(dir .. "/err")))
   end
   function handle.wait()
-    for _ = 1, 400 do
+    for _ = 1, 1200 do -- polls every 0.05 s: a bound for a busy machine
       local rc = slurp(dir .. "/rc")
       if rc and rc:match("%d+") then return tonumber(rc:match("%d+")) end
       socket.sleep(0.05)
@@ -266,7 +266,7 @@ describe("achievers login", function()
     os.execute(string.format("timeout 60 sh -c %s </dev/null >/dev/null 2>&1 &", q(cmd)))
     local input = assert(io.open(fifo, "w")) -- opens once the program's shell opens it
     local url
-    for _ = 1, 200 do
+    for _ = 1, 600 do -- polls every 0.05 s: a bound for a busy machine
       url = (slurp(dir .. "/out") or ""):match("(http://%S+/authorize%?%S+)\n")
       if url then break end
       socket.sleep(0.05)
@@ -275,7 +275,7 @@ describe("achievers login", function()
     assert.matches("paste that whole address here %(or just the code%)", slurp(dir .. "/err"))
     input:write(line_of(url), "\n")
     input:close()
-    for _ = 1, 400 do
+    for _ = 1, 1200 do -- polls every 0.05 s: a bound for a busy machine
       local rc = (slurp(dir .. "/rc") or ""):match("%d+")
       if rc then return tonumber(rc) end
       socket.sleep(0.05)

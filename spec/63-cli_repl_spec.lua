@@ -47,7 +47,7 @@ describe("achievers repl (through tmux)", function()
   -- Waits until the screen after the `n`th prompt matches `pattern`; returns that part.
   local function after_prompt(n, pattern)
     local last = ""
-    for _ = 1, 200 do
+    for _ = 1, 600 do -- polls every 0.05 s: a bound for a busy machine
       last = screen()
       local rest = segments(last)[n]
       if rest and rest:match(pattern) then return rest end
@@ -210,7 +210,7 @@ describe("achievers repl (through tmux)", function()
     assert(sh(tmux("send-keys -t " .. q(session) .. " C-d")))
     local hist = home .. "/.local/state/achievers/repl_history"
     local text
-    for _ = 1, 100 do
+    for _ = 1, 300 do -- polls every 0.05 s: a bound for a busy machine
       text = cli.slurp(hist)
       if text and text:find("from the first session", 1, true) then break end
       socket.sleep(0.05)
@@ -223,7 +223,7 @@ describe("achievers repl (through tmux)", function()
     assert(sh(tmux("send-keys -t " .. q(session) .. " Up")))
     after_prompt(1, "^x = 'from the first session'%s*$")
     assert(sh(tmux("send-keys -t " .. q(session) .. " C-u C-l")))
-    for _ = 1, 100 do
+    for _ = 1, 300 do -- polls every 0.05 s: a bound for a busy machine
       local visible = io.popen(tmux("capture-pane -p -t " .. q(session))):read("*a")
       if visible:match("^achievers>%s*\n") then return end -- the prompt alone, at the top
       socket.sleep(0.05)
