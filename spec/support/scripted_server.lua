@@ -15,6 +15,11 @@
 --   accept         every request: 200 (a POST to /api/v5/recognitions: 201 with an id).
 --   far_retry      GET /api/v5/users: 503 with Retry-After as a date in the year 3940.
 --   huge_expiry    the token endpoint answers expires_in = 1e60; GET /api/v5/users: 200.
+--   inject_token   the token endpoint answers an access_token with "\r\nX-Injected: 1" inside;
+--                  /stats counts in "injected" the requests that arrived with an X-Injected
+--                  header (every mode counts them).
+--   inject_refresh the token endpoint answers a clean access_token and a refresh_token with
+--                  "\r\nX-Injected: 1" inside.
 --   huge           GET /api/v5/huge: a 33 MiB JSON answer with Content-Length; GET
 --                  /api/v5/huge-unsized: the same with no length, ended by closing.
 local socket = require("socket")
@@ -45,7 +50,7 @@ local function answer(status, body, extra, now, ctype)
   })
 end
 
-local counts, tokens = {}, 0
+local counts, tokens, injected = {}, 0, 0
 local page = '{"paging":{"totalItems":0,"totalPages":1,"page":1,"pageSize":25},"items":[]}'
 
 local function route(method, path)
@@ -55,12 +60,21 @@ local function route(method, path)
   if key == "GET /stats" then
     local parts = {}
     for k, v in pairs(counts) do parts[#parts + 1] = string.format("%q:%d", k, v) end
-    return answer("200 OK", '{"requests":{' .. table.concat(parts, ",") .. '},"tokens":' .. tokens .. "}")
+    return answer("200 OK", '{"requests":{' .. table.concat(parts, ",") .. '},"tokens":' .. tokens ..
+      ',"injected":' .. injected .. "}")
   end
   if path == "/oauth/v2/openIDConnectClient/token" then
     tokens = tokens + 1
     if mode == "fresh_tokens" and tokens > 20 then
       return answer("400 Bad Request", '{"error":"invalid_grant","error_description":"enough"}')
+    end
+    if mode == "inject_token" then
+      return answer("200 OK", '{"access_token":"scripted\\r\\nX-Injected: 1","token_type":"bearer",' ..
+        '"expires_in":3600,"scope":"read,write"}')
+    end
+    if mode == "inject_refresh" then
+      return answer("200 OK", '{"access_token":"scripted","token_type":"bearer","expires_in":3600,' ..
+        '"scope":"read,write","refresh_token":"r\\r\\nX-Injected: 1"}')
     end
     local access = mode == "fresh_tokens" and string.format("fresh%035d", tokens) or "scriptedtoken000000000000000000000000000"
     local expires = mode == "fresh_tokens" and "3600" or mode == "huge_expiry" and "1e60" or "1209600"
@@ -114,6 +128,7 @@ while os.time() < deadline do
       local h = c:receive("*l")
       local n = h and h:lower():match("^content%-length:%s*(%d+)")
       if n then len = tonumber(n) end
+      if h and h:lower():match("^x%-injected:") then injected = injected + 1 end
     until not h or h == ""
     if len > 0 then c:receive(len) end
     if method then c:send(route(method, path)) end

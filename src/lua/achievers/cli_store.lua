@@ -147,6 +147,13 @@ function M.load_token(base_url, client_id)
   for k, v in pairs(tok) do
     if v == cjson.null then tok[k] = nil end
   end
+  -- a token goes into an Authorization header: only visible ASCII (RFC 6750's b64token)
+  for _, k in ipairs { "access_token", "refresh_token" } do
+    if tok[k] ~= nil and (type(tok[k]) ~= "string" or not tok[k]:match("^[\33-\126]+$")) then
+      return nil, path, "token file " .. path .. ": its " .. k .. " holds bytes a token may not " ..
+        "(only visible ASCII): not used; run `achievers login` again"
+    end
+  end
   return tok, path
 end
 

@@ -1,0 +1,109 @@
+-- Hardening: what comes from a server, a caller's table or a file on disk cannot reach a
+-- header it should not, cross a plaintext hop it should not, or cost memory out of proportion
+-- to what was received.
+local h = require("helpers")
+local r = require("support.reliability")
+local cli = require("support.cli")
+local achievers = h.achievers
+
+local DAY = 86400
+
+describe("tokens are header input", function()
+  local bad = {
+    "abc\r\nX-Injected: 1", "abc\nX-Injected: 1", "abc\rdef", "abc\0def", "abc def",
+    "abc\tdef", "abc\127", "abc\195\169",
+  }
+
+  it("a token answer with CR LF in its access_token is decode, and nothing is sent with it", function()
+    local url, stop, stats = r.scripted_server("inject_token")
+    local c = achievers.client { base_url = url, client_id = "id", client_secret = "secret", retries = 0 }
+    local data, err = c:get("users")
+    local st = stats()
+    stop()
+    assert.is_nil(data)
+    assert.equals("decode", err.kind)
+    assert.matches("access_token", err.message)
+    assert.is_nil(st.requests["GET /api/v5/users"])
+    assert.equals(0, st.injected)
+    -- and client:token() says the same
+    local url2, stop2, stats2 = r.scripted_server("inject_token")
+    local c2 = achievers.client { base_url = url2, client_id = "id", client_secret = "secret", retries = 0 }
+    local tok, terr = c2:token()
+    local st2 = stats2()
+    stop2()
+    assert.is_nil(tok)
+    assert.equals("decode", terr.kind)
+    assert.equals(0, st2.injected)
+  end)
+
+  it("a token answer with CR LF in its refresh_token is decode", function()
+    local url, stop, stats = r.scripted_server("inject_refresh")
+    local c = achievers.client { base_url = url, client_id = "id", client_secret = "secret", retries = 0 }
+    local data, err = c:get("users")
+    local st = stats()
+    stop()
+    assert.is_nil(data)
+    assert.equals("decode", err.kind)
+    assert.matches("refresh_token", err.message)
+    assert.is_nil(st.requests["GET /api/v5/users"])
+  end)
+
+  it("a caller's token table with a byte no token holds raises, however it is given", function()
+    local url, stop, stats = r.scripted_server("accept")
+    local c = achievers.client { base_url = url, retries = 0 }
+    for _, v in ipairs(bad) do
+      local t = { access_token = v, expires_at = os.time() + DAY }
+      local shown = string.format("%q", v)
+      assert.has_error(function() achievers.token(t) end, nil, shown)
+      local ok, e = pcall(achievers.token, t)
+      assert.is_false(ok)
+      assert.matches("access_token", tostring(e), 1, true)
+      assert.is_false((pcall(achievers.client, { base_url = url, token = t })), shown)
+      assert.is_false((pcall(c.with_token, c, t)), shown)
+      local rt = { access_token = "fine", refresh_token = v, expires_at = os.time() + DAY,
+        grant_type = "authorization_code" }
+      ok, e = pcall(achievers.token, rt)
+      assert.is_false(ok, shown)
+      assert.matches("refresh_token", tostring(e), 1, true)
+      assert.is_false((pcall(c.with_token, c, rt)), shown)
+    end
+    -- a clean one still works, and nothing injected ever arrived
+    local good = c:with_token { access_token = "A-z0.9_~+/=", expires_at = os.time() + DAY }
+    assert(good:get("users"))
+    local st = stats()
+    stop()
+    assert.equals(0, st.injected)
+  end)
+
+  it("a saved CLI token file with CR LF in its token is refused with a clear message", function()
+    local url, stop, stats = r.scripted_server("accept")
+    local home = os.tmpname()
+    os.remove(home)
+    assert(cli.sh("mkdir -p " .. cli.q(home)))
+    local env = { HOME = home, XDG_CONFIG_HOME = home .. "/cfg", ACHIEVERS_BASE_URL = url,
+      ACHIEVERS_CLIENT_ID = "id", ACHIEVERS_CLIENT_SECRET = "secret" }
+    -- the file as the store writes it, with a token no server of ours would have given
+    local saver = os.tmpname()
+    local f = assert(io.open(saver, "w"))
+    f:write(string.format([[
+local store = require("achievers.cli_store")
+local json = require("achievers.cli_json")
+assert(store.save_token(%q, "id", { access_token = "abc\r\nX-Injected: 1", token_type = "bearer",
+  scope = "read", grant_type = "authorization_code", expires_at = os.time() + 86400 }, json.encode))
+]], url))
+    f:close()
+    assert(cli.sh(cli.env_prefix(env) .. " " .. h.lua .. " " .. saver))
+    os.remove(saver)
+    local code, out, err = cli.run(env, "get", "users", "--user")
+    local st = stats()
+    stop()
+    os.execute("rm -rf " .. cli.q(home))
+    assert.equals(0, st.injected)
+    assert.is_nil(st.requests["GET /api/v5/users"])
+    assert.is_not.equals(0, code)
+    assert.matches("token", err)
+    assert.matches("visible ASCII", err, 1, true)
+    assert.not_matches("internal error", err, 1, true)
+    assert.equals("", out)
+  end)
+end)
