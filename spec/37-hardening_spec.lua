@@ -107,3 +107,43 @@ assert(store.save_token(%q, "id", { access_token = "abc\r\nX-Injected: 1", token
     assert.equals("", out)
   end)
 end)
+
+describe("each", function()
+  it("a paging.next on another origin ends the walk with false, err (invalid), not a raise", function()
+    local url, stop, stats = r.scripted_server("foreign_next")
+    local c = achievers.client { base_url = url, retries = 0,
+      token = { access_token = "scripted", expires_at = os.time() + DAY } }
+    local ids, failure, calls = {}, nil, 0
+    local ok, raised = pcall(function()
+      for item, err in c:each("users") do
+        calls = calls + 1
+        if item == false then failure = err else ids[#ids + 1] = item.id end
+        assert(calls < 10)
+      end
+    end)
+    local st = stats()
+    stop()
+    assert.is_true(ok, tostring(raised))
+    assert.same({ 1, 2 }, ids)
+    assert.is_table(failure)
+    assert.equals("invalid", failure.kind)
+    assert.matches("paging.next", failure.message, 1, true)
+    assert.matches("another origin", tostring(failure), 1, true)
+    assert.equals(1, st.requests["GET /api/v5/users"])
+  end)
+
+  it("the CLI's each reports it as an error of the server's answer, not an internal error", function()
+    local url, stop = r.scripted_server("foreign_next")
+    local home = os.tmpname()
+    os.remove(home)
+    local env = { HOME = home, XDG_CONFIG_HOME = home .. "/cfg", ACHIEVERS_BASE_URL = url,
+      ACHIEVERS_CLIENT_ID = "id", ACHIEVERS_CLIENT_SECRET = "secret" }
+    local code, out, err = cli.run(env, "each", "users")
+    stop()
+    os.execute("rm -rf " .. cli.q(home))
+    assert.not_matches("internal error", err, 1, true)
+    assert.matches("another origin", err, 1, true)
+    assert.equals(6, code)
+    assert.matches("1", out)
+  end)
+end)

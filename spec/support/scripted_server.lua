@@ -20,6 +20,8 @@
 --                  header (every mode counts them).
 --   inject_refresh the token endpoint answers a clean access_token and a refresh_token with
 --                  "\r\nX-Injected: 1" inside.
+--   foreign_next   GET /api/v5/users: a page of two items whose paging.next is on another
+--                  origin (http://127.0.0.2:PORT/...), as a hostile or broken server might say.
 --   huge           GET /api/v5/huge: a 33 MiB JSON answer with Content-Length; GET
 --                  /api/v5/huge-unsized: the same with no length, ended by closing.
 local socket = require("socket")
@@ -89,6 +91,10 @@ local function route(method, path)
     local now = os.time() -- one reading for both headers, so they are exactly 2 s apart
     return answer("503 Service Unavailable", '{"error":"service_unavailable"}',
       "Retry-After: " .. http_date(now + 2) .. "\r\n", now)
+  end
+  if mode == "foreign_next" and key == "GET /api/v5/users" then
+    return answer("200 OK", '{"items":[{"id":1},{"id":2}],"paging":{"page":1,"totalPages":2,' ..
+      '"pageSize":2,"totalItems":4,"next":"http://127.0.0.2:' .. port .. '/api/v5/users?page=2"}}')
   end
   if mode == "huge" and (path == "/api/v5/huge" or path == "/api/v5/huge-unsized") then
     local body = '{"items":"' .. string.rep("x", 33 * 1024 * 1024) .. '"}'
