@@ -147,3 +147,36 @@ describe("each", function()
     assert.matches("1", out)
   end)
 end)
+
+describe("redaction of URL parameters", function()
+  local query = "Access_Token=SEKRIT1&access%5Ftoken=SEKRIT2&CLIENT_SECRET=SEKRIT3&Code=SEKRIT4" ..
+    "&REFRESH-TOKEN=SEKRIT5&%63ode=SEKRIT6&Password=SEKRIT7&q=keep#access_token=SEKRIT8&state=SEKRIT9"
+
+  it("sees names in any case and percent-encoded, in traces, errors and tostring", function()
+    local url, stop = r.scripted_server("canned")
+    local hook, events = r.recorder()
+    local c = achievers.client { base_url = url, retries = 0, on_request = hook,
+      token = { access_token = "scripted", expires_at = os.time() + DAY } }
+    local data, err = c:get("nothing-here", query)
+    local req = c:async { path = "nothing-here", query = query }
+    local shown = tostring(req)
+    c:poll(5)
+    stop()
+    assert.is_nil(data)
+    assert.equals("not_found", err.kind)
+    local seen = h.strings_of(events)
+    seen[#seen + 1] = tostring(err)
+    seen[#seen + 1] = err.url
+    seen[#seen + 1] = shown
+    for _, s in ipairs(h.strings_of(err)) do seen[#seen + 1] = s end
+    local all = table.concat(seen, "\n")
+    for i = 1, 9 do
+      assert.not_matches("SEKRIT" .. i, all, 1, true)
+    end
+    -- what is not a secret stays, names as they were written
+    assert.matches("q=keep", err.url, 1, true)
+    assert.matches("Access_Token=[redacted]", err.url, 1, true)
+    assert.matches("access%5Ftoken=[redacted]", err.url, 1, true)
+    assert.matches("REFRESH-TOKEN=[redacted]", tostring(err), 1, true)
+  end)
+end)
