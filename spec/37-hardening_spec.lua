@@ -180,3 +180,35 @@ describe("redaction of URL parameters", function()
     assert.matches("REFRESH-TOKEN=[redacted]", tostring(err), 1, true)
   end)
 end)
+
+describe("HTTP dates under a host's locale", function()
+  local function retried_after(path, locale, category)
+    local url, stop = r.scripted_server("date_retry")
+    local hook, events = r.recorder()
+    local c = achievers.client { base_url = url, on_request = hook,
+      token = { access_token = "scripted", expires_at = os.time() + DAY } }
+    local before = os.setlocale(nil, category)
+    local set = os.setlocale(locale, category)
+    local ok, page, err = pcall(c.get, c, path)
+    os.setlocale(before, category)
+    stop()
+    assert.equals(locale, set, "the " .. locale .. " locale is not installed (scripts/deps test makes it)")
+    assert.is_true(ok, tostring(page))
+    assert.is_nil(err)
+    assert.is_table(page.items)
+    local retries = r.phase(events, "retry")
+    assert.equals(1, #retries)
+    return retries[1].delay
+  end
+
+  it("a Retry-After date is honoured after setlocale(fr_FR.UTF-8) for LC_TIME", function()
+    -- the delay is the Retry-After date less the answer's Date: 2 s, when both were read
+    assert.equals(2, retried_after("users", "fr_FR.UTF-8", "time"))
+  end)
+
+  it("and for every category, in the RFC 850 and asctime forms too", function()
+    assert.equals(2, retried_after("users", "fr_FR.UTF-8", "all"))
+    assert.equals(1, retried_after("rfc850", "fr_FR.UTF-8", "all"))
+    assert.equals(1, retried_after("asctime", "fr_FR.UTF-8", "all"))
+  end)
+end)

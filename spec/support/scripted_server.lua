@@ -7,7 +7,8 @@
 --                  no body), /api/v5/big (200, 200 kB), /api/v5/truncated (promises 1000
 --                  bytes, sends 20, closes).
 --   date_retry     GET /api/v5/users: the first answer is 503 with Retry-After as an HTTP
---                  date two seconds ahead (and a Date header); then 200.
+--                  date two seconds ahead (and a Date header); then 200. GET /api/v5/rfc850
+--                  and /api/v5/asctime: the same, one second ahead, in the obsolete forms.
 --   fresh_tokens   the token endpoint hands out a new token on every request, valid for an
 --                  hour (expires_in = 3600, relative), like most OAuth servers; after 20
 --                  token requests it answers 400 invalid_grant, so a client that keeps asking
@@ -95,6 +96,12 @@ local function route(method, path)
   if mode == "foreign_next" and key == "GET /api/v5/users" then
     return answer("200 OK", '{"items":[{"id":1},{"id":2}],"paging":{"page":1,"totalPages":2,' ..
       '"pageSize":2,"totalItems":4,"next":"http://127.0.0.2:' .. port .. '/api/v5/users?page=2"}}')
+  end
+  if mode == "date_retry" and (path == "/api/v5/rfc850" or path == "/api/v5/asctime") and n == 1 then
+    local now = os.time()
+    local form = path == "/api/v5/rfc850" and "!%A, %d-%b-%y %H:%M:%S GMT" or "!%a %b %e %H:%M:%S %Y"
+    return answer("503 Service Unavailable", '{"error":"service_unavailable"}',
+      "Retry-After: " .. os.date(form, now + 1) .. "\r\n", now)
   end
   if mode == "huge" and (path == "/api/v5/huge" or path == "/api/v5/huge-unsized") then
     local body = '{"items":"' .. string.rep("x", 33 * 1024 * 1024) .. '"}'
