@@ -212,3 +212,67 @@ describe("HTTP dates under a host's locale", function()
     assert.equals(1, retried_after("asctime", "fr_FR.UTF-8", "all"))
   end)
 end)
+
+describe("TLS floor", function()
+  local tls = require("support.tls")
+  local certs, cleanup, dir
+  setup(function()
+    certs, cleanup = tls.make()
+    dir = certs.dir
+    -- a system OpenSSL configuration that allows TLS 1.0 and 1.1 (as a host may set for some
+    -- old service of its own): what refuses then is the client's own floor
+    local f = assert(io.open(dir .. "/permissive.cnf", "w"))
+    f:write("openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n[ssl_sect]\n",
+      "system_default = system_default_sect\n[system_default_sect]\nMinProtocol = TLSv1\n",
+      "CipherString = DEFAULT:@SECLEVEL=0\n")
+    f:close()
+  end)
+  teardown(function() cleanup() end)
+
+  -- an openssl s_server speaking only TLS 1.1 on a free port; returns its URL, a stop function
+  -- and a function that returns what it received
+  local function old_server()
+    local port = h.free_port()
+    local pidfile, log = dir .. "/s_server.pid", dir .. "/s_server." .. port .. ".log"
+    -- in its own process group (stopped whole); stdin held open: s_server echoes what it
+    -- receives to stdout, and stops at the end of its input
+    os.execute(string.format("setsid sh -c 'echo $$ >%s; sleep 60 | timeout --foreground 60 openssl s_server " ..
+      "-accept 127.0.0.1:%d -cert %s -key %s -tls1_1 -cipher DEFAULT:@SECLEVEL=0' </dev/null >%s 2>&1 &",
+      pidfile, port, certs.cert, certs.key, log))
+    local socket = require("socket")
+    for _ = 1, 100 do
+      local c = socket.connect("127.0.0.1", port)
+      if c then c:close() break end
+      socket.sleep(0.05)
+    end
+    return "https://127.0.0.1:" .. port, function()
+      local pid = cli.slurp(pidfile)
+      if pid and pid:match("^%d+") then os.execute("kill -- -" .. pid:match("^%d+") .. " 2>/dev/null") end
+    end, function() return cli.slurp(log) or "" end
+  end
+
+  it("a server that speaks only TLS 1.1 is refused: kind tls, the protocol named, no body sent", function()
+    local url, stop, received = old_server()
+    local script = dir .. "/tls11.lua"
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[
+local achievers = require("achievers")
+local c = achievers.client { base_url = %q, client_id = "id", client_secret = "TOPSECRET",
+  ca_file = %q, retries = 0, timeout = 3 }
+local tok, err = c:token()
+io.write(tostring(tok and "token" or err.kind), "\n", tostring(err and err.message), "\n")
+]], url, certs.ca))
+    f:close()
+    local p = io.popen(cli.env_prefix({ OPENSSL_CONF = dir .. "/permissive.cnf" }) .. " " .. h.lua ..
+      " " .. script .. " 2>&1")
+    local out = p:read("*a")
+    p:close()
+    local got = received()
+    stop()
+    local kind, message = out:match("^(%S+)\n(.*)")
+    assert.not_matches("grant_type", got, 1, true)
+    assert.not_matches("TOPSECRET", got, 1, true)
+    assert.equals("tls", kind, out)
+    assert.matches("protocol", message:lower(), 1, true)
+  end)
+end)

@@ -270,6 +270,10 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 	 * number of handles added, which here comes and goes): a connection closed and opened
 	 * again costs a TLS handshake inside some frame's poll */
 	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)o->max_concurrency + 4);
+	/* TLS 1.2 at least, to the server and to an https:// proxy, whatever the system's OpenSSL
+	 * configuration would allow (a host may lower it for some old service of its own) */
+	curl_easy_setopt(t->easy, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(t->easy, CURLOPT_PROXY_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
 	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
 	if (o->ca_file != NULL)
