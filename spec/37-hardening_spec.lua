@@ -276,3 +276,135 @@ io.write(tostring(tok and "token" or err.kind), "\n", tostring(err and err.messa
     assert.matches("protocol", message:lower(), 1, true)
   end)
 end)
+
+describe("proxies", function()
+  -- the recording proxy (spec/support/proxy_server.lua): its URL, a stop function and a
+  -- function that returns everything it received
+  local function start_proxy()
+    local socket = require("socket")
+    local port = h.free_port()
+    local pidfile, log = os.tmpname(), os.tmpname()
+    os.execute(string.format("env -u LD_PRELOAD %s spec/support/proxy_server.lua %d %s %s >/dev/null 2>&1 &",
+      h.lua, port, pidfile, log))
+    for _ = 1, 100 do
+      local c = socket.connect("127.0.0.1", port)
+      if c then c:close() break end
+      socket.sleep(0.05)
+    end
+    -- the probe connection sent nothing: the log starts empty
+    return "http://127.0.0.1:" .. port, function()
+      local pid = cli.slurp(pidfile)
+      if pid and pid:match("^%d+") then os.execute("kill " .. pid:match("^%d+") .. " 2>/dev/null") end
+      os.remove(pidfile)
+      os.remove(log)
+    end, function() return cli.slurp(log) or "" end
+  end
+
+  -- Runs `code` in a child Lua process with the module and `env` (the proxy variables are
+  -- read by libcurl from the process environment); returns what it printed.
+  local function child(env, code)
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write("local achievers = require('achievers')\n", code)
+    f:close()
+    local base = { http_proxy = false, https_proxy = false, HTTPS_PROXY = false, ALL_PROXY = false,
+      all_proxy = false, no_proxy = false, NO_PROXY = false }
+    for k, v in pairs(env) do base[k] = v end
+    local p = io.popen(cli.env_prefix(base) .. " timeout 60 " .. h.lua .. " " .. script .. " 2>&1")
+    local out = p:read("*a")
+    p:close()
+    os.remove(script)
+    return out
+  end
+
+  local get_users = [[
+local c = achievers.client { base_url = BASE, client_id = "id", client_secret = "TOPSECRET",
+  retries = 0, timeout = 5, proxy = PROXY, allow_http = ALLOW }
+local page, err = c:get("users")
+print(page and "ok" or (err.kind .. ": " .. err.message))
+]]
+  local function script(base, proxy, allow)
+    return string.format("local BASE, PROXY, ALLOW = %q, %s, %s\n", base,
+      proxy == nil and "nil" or type(proxy) == "string" and string.format("%q", proxy) or tostring(proxy),
+      tostring(allow or false)) .. get_users
+  end
+
+  it("the environment's proxy is not used for an http:// base_url on loopback: the secret stays here", function()
+    local url, stop = r.scripted_server("accept")
+    local purl, pstop, received = start_proxy()
+    local outs = {
+      child({ http_proxy = purl }, script(url)),
+      child({ ALL_PROXY = purl }, script(url)),
+      child({ http_proxy = purl }, script((url:gsub("127%.0%.0%.1", "localhost")))),
+    }
+    local got = received()
+    pstop()
+    stop()
+    assert.equals("", got)
+    for _, out in ipairs(outs) do assert.equals("ok\n", out) end
+  end)
+
+  it("an https:// base_url goes through the environment's proxy by CONNECT only", function()
+    local purl, pstop, received = start_proxy()
+    local target = "https://127.0.0.1:" .. h.free_port()
+    local out1 = child({ https_proxy = purl }, script(target))
+    local out2 = child({ ALL_PROXY = purl }, script(target))
+    local got = received()
+    pstop()
+    assert.matches("CONNECT 127.0.0.1:%d+ HTTP/1.1", got)
+    assert.not_matches("TOPSECRET", got, 1, true)
+    assert.not_matches("POST", got, 1, true)
+    assert.not_matches("grant_type", got, 1, true)
+    assert.matches("^network", out1)
+    assert.matches("^network", out2)
+  end)
+
+  it("an explicit proxy with an https:// base_url tunnels: the proxy sees CONNECT host:port", function()
+    local purl, pstop, received = start_proxy()
+    local port = h.free_port()
+    local out = child({}, script("https://127.0.0.1:" .. port, purl))
+    local got = received()
+    pstop()
+    assert.matches("CONNECT 127.0.0.1:" .. port .. " HTTP/1.1", got, 1, true)
+    assert.not_matches("TOPSECRET", got, 1, true)
+    assert.matches("^network", out)
+  end)
+
+  it("an explicit proxy with an http:// base_url must be on loopback, or allow_http", function()
+    local url, stop = r.scripted_server("accept")
+    local ok, e = pcall(achievers.client, { base_url = url, proxy = "http://proxy.example.com:3128" })
+    assert.is_false(ok)
+    assert.matches("option 'proxy'", tostring(e), 1, true)
+    assert.matches("allow_http", tostring(e), 1, true)
+    assert.is_false((pcall(achievers.client, { base_url = url, proxy = "socks5://user@10.0.0.1:1080" })))
+    assert.is_false((pcall(achievers.client, { base_url = url, proxy = "127.0.0.1.example.com:8080" })))
+    -- allowed: a proxy on loopback, or allow_http = true (the client is made; nothing is sent)
+    assert(achievers.client { base_url = url, proxy = "http://127.0.0.1:3128" })
+    assert(achievers.client { base_url = url, proxy = "http://u:p@[::1]:3128/" })
+    assert(achievers.client { base_url = url, proxy = "localhost:3128" })
+    assert(achievers.client { base_url = url, proxy = "http://proxy.example.com:3128", allow_http = true })
+    assert(achievers.client { base_url = "https://program.example.com", proxy = "http://proxy.example.com:3128" })
+    -- and one on loopback is used when given
+    local purl, pstop, received = start_proxy()
+    local out = child({}, script(url, purl))
+    local got = received()
+    pstop()
+    stop()
+    assert.matches("POST " .. url .. "/oauth/v2/openIDConnectClient/token", got, 1, true)
+    assert.not_equals("ok\n", out)
+  end)
+
+  it("proxy = false (or \"\") turns the environment's proxies off", function()
+    local purl, pstop, received = start_proxy()
+    local target = "https://127.0.0.1:" .. h.free_port()
+    local out1 = child({ https_proxy = purl, ALL_PROXY = purl }, script(target, false))
+    local out2 = child({ https_proxy = purl, ALL_PROXY = purl }, script(target, ""))
+    local got = received()
+    pstop()
+    assert.equals("", got)
+    -- straight to the (closed) port
+    assert.matches("^network", out1)
+    assert.matches("^network", out2)
+    assert.has_error(function() achievers.client { base_url = target, proxy = true } end)
+  end)
+end)

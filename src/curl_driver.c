@@ -278,8 +278,21 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
 	if (o->ca_file != NULL)
 		curl_easy_setopt(t->easy, CURLOPT_CAINFO, o->ca_file);
+	/* Proxies, as curl-based tools do: the environment's (http_proxy, https_proxy, ALL_PROXY,
+	 * NO_PROXY) apply, but nothing secret crosses a plaintext hop that is not loopback:
+	 *  - a request to an http:// URL (base_url on loopback, or allow_http) never goes through
+	 *    a proxy from the environment (libcurl would send even 127.0.0.1 there when no_proxy
+	 *    is unset);
+	 *  - an explicit `proxy` with an http:// base_url must itself be on loopback, unless
+	 *    allow_http = true (checked when the client is made, client.c);
+	 *  - a request to an https:// URL always tunnels (CONNECT): the proxy sees only TLS;
+	 *  - proxy = false (or "") turns the environment's proxies off. */
 	if (o->proxy != NULL)
 		curl_easy_setopt(t->easy, CURLOPT_PROXY, o->proxy);
+	else if (strncasecmp(req.url, "https://", 8) != 0)
+		curl_easy_setopt(t->easy, CURLOPT_PROXY, "");
+	if (strncasecmp(req.url, "https://", 8) == 0)
+		curl_easy_setopt(t->easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
 	if (strcmp(req.method, "GET") == 0) {
 		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
 	} else {
