@@ -408,3 +408,69 @@ print(page and "ok" or (err.kind .. ": " .. err.message))
     assert.has_error(function() achievers.client { base_url = target, proxy = true } end)
   end)
 end)
+
+describe("answers cost memory in proportion to their size", function()
+  local url, stop, stats
+  setup(function() url, stop, stats = r.scripted_server("bombs") end)
+  teardown(function() stop() end)
+
+  local function client(extra)
+    local opts = { base_url = url, retries = 0, timeout = 30,
+      token = { access_token = "scripted", expires_at = os.time() + DAY } }
+    for k, v in pairs(extra or {}) do opts[k] = v end
+    return achievers.client(opts)
+  end
+
+  -- Lua heap allocated by f (collector stopped: garbage counts too), in bytes, and f's results.
+  local function allocated(f)
+    collectgarbage()
+    collectgarbage("stop")
+    local before = collectgarbage("count")
+    local a, b = f()
+    local after = collectgarbage("count")
+    collectgarbage("restart")
+    return (after - before) * 1024, a, b
+  end
+
+  it("an endless error body stops at max_response_size and is not decoded", function()
+    local cap = 4 * 1024 * 1024
+    local used, data, err = allocated(function() return client({ max_response_size = cap }):get("endless-error") end)
+    assert.is_true(data == nil)
+    assert.equals("decode", err.kind)
+    assert.matches("max_response_size", err.message)
+    -- the decoder built nothing from the cut body (it once built a table per 3 bytes of it)
+    assert.is_true(used < cap / 4, "the call allocated " .. used .. " bytes in Lua")
+    -- and the transfer stopped near the cap, not at the end of the server's 256 MiB
+    assert.is_true(stats().sent < 64 * 1024 * 1024)
+  end)
+
+  it("a valid answer of millions of empty arrays is decode, within a bounded allocation", function()
+    local size = 6 * 1024 * 1024
+    local used, data, err = allocated(function() return client():get("nested") end)
+    assert.is_true(data == nil, "decoded, " .. used .. " bytes") -- (not shown: 2 million tables)
+    assert.equals("decode", err.kind)
+    assert.matches("size", err.message)
+    assert.is_true(used < 64 * size, "the call allocated " .. used .. " bytes in Lua")
+  end)
+
+  it("achievers.json_decode has the same bound; ordinary pages decode", function()
+    local v, e = achievers.json_decode("[" .. string.rep("[],", 100000) .. "[]]")
+    assert.is_true(v == nil)
+    assert.matches("size", e)
+    local page = { items = {} }
+    for i = 1, 100 do
+      page.items[i] = string.format('{"id":%d,"name":"user %d","tags":[],"manager":{},"groups":[{"id":1}]}', i, i)
+    end
+    local text = '{"paging":{"page":1,"totalPages":1},"items":[' .. table.concat(page.items, ",") .. "]}"
+    local ok = achievers.json_decode(text)
+    assert.equals(100, #ok.items)
+    -- small documents of nothing but containers stay readable
+    assert.same({ {}, {}, { {} } }, achievers.json_decode("[[],{},[[]]]"))
+  end)
+
+  it("max_response_size is 8 MiB by default, enough for any page of the API", function()
+    local data, err = client():get("endless-error")
+    assert.is_nil(data)
+    assert.matches("8388608", err.message)
+  end)
+end)

@@ -530,7 +530,8 @@ static void read_options(lua_State *L, int opts, ach_core *core)
 	o->max_concurrency = opt_integer(L, opts, "max_concurrency", 8, 1);
 	o->frame_budget = opt_number(L, opts, "frame_budget", ACH_FRAME_BUDGET, 0);
 	o->insecure = opt_boolean(L, opts, "insecure", 0);
-	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 32.0 * 1024 * 1024, 1);
+	/* 8 MiB: a page of 100 items is well under 1 MiB */
+	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 8.0 * 1024 * 1024, 1);
 	if (opt_type(L, opts, "on_token", LUA_TFUNCTION))
 		lua_pop(L, 1);
 	if (opt_type(L, opts, "on_request", LUA_TFUNCTION))

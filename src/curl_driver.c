@@ -362,7 +362,10 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 	ex->transfer = NULL;
 	r.reached = 1;
 	if (t->overflow) {
+		/* the transfer stopped at the cap (on_body said so); what came is cut, so nothing of it
+		 * is decoded, not even as an error body */
 		r.failure = ACH_KIND_DECODE;
+		ach_buf_reset(&ex->resp_body);
 		ach_buf_printf(&msg, "the answer is larger than max_response_size (%zu bytes)", t->max);
 	} else if (rc != CURLE_OK) {
 		r.failure = failure_kind(rc);

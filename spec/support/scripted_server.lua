@@ -23,6 +23,10 @@
 --                  "\r\nX-Injected: 1" inside.
 --   foreign_next   GET /api/v5/users: a page of two items whose paging.next is on another
 --                  origin (http://127.0.0.2:PORT/...), as a hostile or broken server might say.
+--   bombs          GET /api/v5/endless-error: 500 with no length and a body of "[[],[],..."
+--                  that never ends (up to 256 MiB, while the client reads; /stats says in
+--                  "sent" how many body bytes went out). GET /api/v5/nested: 200 with a
+--                  valid 6 MiB "[[],[],...,[]]" (2 million empty arrays).
 --   huge           GET /api/v5/huge: a 33 MiB JSON answer with Content-Length; GET
 --                  /api/v5/huge-unsized: the same with no length, ended by closing.
 local socket = require("socket")
@@ -53,7 +57,7 @@ local function answer(status, body, extra, now, ctype)
   })
 end
 
-local counts, tokens, injected = {}, 0, 0
+local counts, tokens, injected, sent = {}, 0, 0, 0
 local page = '{"paging":{"totalItems":0,"totalPages":1,"page":1,"pageSize":25},"items":[]}'
 
 local function route(method, path)
@@ -64,7 +68,7 @@ local function route(method, path)
     local parts = {}
     for k, v in pairs(counts) do parts[#parts + 1] = string.format("%q:%d", k, v) end
     return answer("200 OK", '{"requests":{' .. table.concat(parts, ",") .. '},"tokens":' .. tokens ..
-      ',"injected":' .. injected .. "}")
+      ',"injected":' .. injected .. ',"sent":' .. sent .. "}")
   end
   if path == "/oauth/v2/openIDConnectClient/token" then
     tokens = tokens + 1
@@ -102,6 +106,22 @@ local function route(method, path)
     local form = path == "/api/v5/rfc850" and "!%A, %d-%b-%y %H:%M:%S GMT" or "!%a %b %e %H:%M:%S %Y"
     return answer("503 Service Unavailable", '{"error":"service_unavailable"}',
       "Retry-After: " .. os.date(form, now + 1) .. "\r\n", now)
+  end
+  if mode == "bombs" and path == "/api/v5/nested" then
+    return answer("200 OK", "[" .. string.rep("[],", 2 * 1024 * 1024 - 1) .. "[]]")
+  end
+  if mode == "bombs" and path == "/api/v5/endless-error" then
+    -- streamed by the accept loop: a function instead of the whole answer
+    return function(c)
+      c:send("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n" ..
+        "Connection: close\r\n\r\n[")
+      local chunk = string.rep("[],", 21845)
+      while sent < 256 * 1024 * 1024 do
+        local n = c:send(chunk)
+        if not n then break end
+        sent = sent + #chunk
+      end
+    end
   end
   if mode == "huge" and (path == "/api/v5/huge" or path == "/api/v5/huge-unsized") then
     local body = '{"items":"' .. string.rep("x", 33 * 1024 * 1024) .. '"}'
@@ -144,7 +164,8 @@ while os.time() < deadline do
       if h and h:lower():match("^x%-injected:") then injected = injected + 1 end
     until not h or h == ""
     if len > 0 then c:receive(len) end
-    if method then c:send(route(method, path)) end
+    local out = method and route(method, path)
+    if type(out) == "function" then out(c) elseif out then c:send(out) end
     c:shutdown("send")
     c:close()
   end
