@@ -474,3 +474,97 @@ describe("answers cost memory in proportion to their size", function()
     assert.matches("8388608", err.message)
   end)
 end)
+
+describe("the CLI's token file", function()
+  local home, env, dir
+  before_each(function()
+    home = os.tmpname()
+    os.remove(home)
+    assert(cli.sh("mkdir -p " .. cli.q(home)))
+    env = { HOME = home, XDG_CONFIG_HOME = home .. "/cfg", ACHIEVERS_BASE_URL = "https://program.example.com",
+      ACHIEVERS_CLIENT_ID = "id", ACHIEVERS_CLIENT_SECRET = "secret" }
+    dir = home .. "/cfg/achievers"
+  end)
+  after_each(function() os.execute("rm -rf " .. cli.q(home)) end)
+
+  -- Runs Lua code with the store loaded, in a child with `env`; returns its output. `prefix`
+  -- goes before the Lua command (strace, say).
+  local function store_do(code, prefix)
+    local script = home .. "/do.lua"
+    local f = assert(io.open(script, "w"))
+    f:write("local store = require('achievers.cli_store')\nlocal json = require('achievers.cli_json')\n",
+      "local TOKEN = { access_token = 'FULLTOKEN0123456789', token_type = 'bearer', scope = 'read',",
+      " grant_type = 'authorization_code', expires_at = os.time() + 86400 }\n", code)
+    f:close()
+    local p = io.popen(cli.env_prefix(env) .. " " .. (prefix or "") .. " " .. h.lua .. " " .. script .. " 2>&1")
+    local out = p:read("*a")
+    p:close()
+    return out
+  end
+  local save = "print(assert(store.save_token('https://program.example.com', 'id', TOKEN, json.encode)))\n"
+
+  local function files()
+    local p = io.popen("ls -A " .. cli.q(dir) .. " 2>/dev/null")
+    local out = p:read("*a")
+    p:close()
+    local t = {}
+    for name in out:gmatch("[^\n]+") do t[#t + 1] = name end
+    table.sort(t)
+    return t
+  end
+
+  it("logout removes the temporary files a killed save left, with the token in them", function()
+    local path = store_do(save):match("[^\n]+")
+    assert.matches("/token%-%x+%.json$", path)
+    for _, suffix in ipairs { ".tmp17000000001", ".tmp17000000002" } do
+      local f = assert(io.open(path .. suffix, "w"))
+      f:write('{"token":{"access_token":"FULLTOKEN0123456789"}}')
+      f:close()
+    end
+    local code = cli.run(env, "logout")
+    assert.equals(0, code)
+    assert.same({}, files())
+  end)
+
+  it("a save removes leftovers older than a minute, and keeps another save's fresh one", function()
+    local path = store_do(save):match("[^\n]+")
+    local old, fresh = path .. ".tmp1", path .. ".tmp2"
+    for _, p in ipairs { old, fresh } do assert(cli.sh("umask 077; echo FULLTOKEN0123456789 >" .. cli.q(p))) end
+    assert(cli.sh("touch -d '5 minutes ago' " .. cli.q(old)))
+    store_do(save)
+    local names = files()
+    assert.equals(2, #names, table.concat(names, " "))
+    assert.matches("%.json$", names[1])
+    assert.matches("%.json%.tmp2$", names[2])
+    assert.equals("600", require("achievers.cli_store").mode(path))
+  end)
+
+  it("a save is flushed to the disk before the rename", function()
+    local out = store_do(save, "strace -f -e trace=fsync,rename -o " .. cli.q(home .. "/trace"))
+    assert.matches("/token%-%x+%.json", out)
+    local trace = cli.slurp(home .. "/trace") or ""
+    local fsync_at = trace:find("fsync%(") or trace:find("execve%(\"[^\"]*sync\"")
+    local rename_at = trace:find("rename%(")
+    assert.is_truthy(fsync_at, trace)
+    assert.is_truthy(rename_at, trace)
+    assert.is_true(fsync_at < rename_at)
+  end)
+
+  it("after saves killed at any moment, logout leaves no file with a token", function()
+    local script, pidfile = home .. "/loop.lua", home .. "/pid"
+    local f = assert(io.open(script, "w"))
+    f:write("local store = require('achievers.cli_store')\nlocal json = require('achievers.cli_json')\n",
+      "for i = 1, 300 do store.save_token('https://program.example.com', 'id', { access_token = 'FULLTOKEN' .. i,",
+      " token_type = 'bearer', scope = 'read', grant_type = 'authorization_code', expires_at = 1e10 }, json.encode) end\n")
+    f:close()
+    for i = 1, 3 do
+      -- env execs the Lua: $! is the saving process itself
+      os.execute(string.format("%s %s %s >/dev/null 2>&1 & echo $! >%s; sleep 0.%d; kill -9 $(cat %s) 2>/dev/null; wait",
+        cli.env_prefix(env), h.lua, cli.q(script), cli.q(pidfile), i * 2, cli.q(pidfile)))
+    end
+    -- it was saving: the token file is there
+    assert.is_true(#files() >= 1)
+    assert.equals(0, (cli.run(env, "logout")))
+    assert.same({}, files())
+  end)
+end)
