@@ -274,6 +274,7 @@ io.write(tostring(tok and "token" or err.kind), "\n", tostring(err and err.messa
     assert.not_matches("TOPSECRET", got, 1, true)
     assert.equals("tls", kind, out)
     assert.matches("protocol", message:lower(), 1, true)
+    assert.matches("TLS 1.2", message, 1, true)
   end)
 end)
 

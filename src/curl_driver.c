@@ -374,7 +374,10 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 		    rc == CURLE_COULDNT_RESOLVE_PROXY || sent == 0)
 			r.reached = 0;
 		ach_buf_adds(&msg, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
-		if (r.failure == ACH_KIND_TLS)
+		if (r.failure == ACH_KIND_TLS && strstr(msg.data ? msg.data : "", "protocol") != NULL)
+			ach_buf_adds(&msg, " (TLS: the server offers no TLS 1.2 or later, which this "
+					   "client requires)");
+		else if (r.failure == ACH_KIND_TLS)
 			ach_buf_adds(&msg, " (TLS: check the server's certificate; give the CA that "
 					   "signed it with ca_file, or set insecure = true to turn "
 					   "verification off)");
