@@ -206,6 +206,20 @@ describe("HTTP dates under a host's locale", function()
     assert.equals(2, retried_after("users", "fr_FR.UTF-8", "time"))
   end)
 
+  it("numbers in queries and forms keep their '.' under LC_NUMERIC fr_FR", function()
+    local url, stop = r.scripted_server("canned")
+    local c = achievers.client { base_url = url, retries = 0,
+      token = { access_token = "scripted", expires_at = os.time() + DAY } }
+    local before = os.setlocale(nil, "numeric")
+    local set = os.setlocale("fr_FR.UTF-8", "numeric")
+    local ok, data, err = pcall(c.get, c, "nothing-here", { x = 1.5, y = 1e-7 })
+    os.setlocale(before, "numeric")
+    stop()
+    assert.equals("fr_FR.UTF-8", set)
+    assert.is_true(ok, tostring(data))
+    assert.equals(url .. "/api/v5/nothing-here?x=1.5&y=0.0000001", err.url)
+  end)
+
   it("and for every category, in the RFC 850 and asctime forms too", function()
     assert.equals(2, retried_after("users", "fr_FR.UTF-8", "all"))
     assert.equals(1, retried_after("rfc850", "fr_FR.UTF-8", "all"))

@@ -3,6 +3,7 @@
  * without exponents, and the small URL parser the client needs (origin, loopback, redaction).
  */
 #include <ctype.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,19 @@ int ach_url_escape(ach_buf *b, const char *s, size_t n)
 	return 0;
 }
 
+/* snprintf and strtod write and read the decimal point of LC_NUMERIC, which a host may have
+ * set (fr_FR: "1,5"): the text is made and checked in that form, then given a '.'. */
+static void c_decimal_point(char *s)
+{
+	const char *dp = localeconv()->decimal_point;
+	size_t dn = dp != NULL ? strlen(dp) : 0;
+	char *at;
+	if (dn == 0 || strcmp(dp, ".") == 0 || (at = strstr(s, dp)) == NULL)
+		return;
+	*at = '.';
+	memmove(at + 1, at + dn, strlen(at + dn) + 1);
+}
+
 int ach_format_number(ach_buf *b, lua_Number n)
 {
 	char tmp[400];
@@ -50,6 +64,7 @@ int ach_format_number(ach_buf *b, lua_Number n)
 		if (strtod(tmp, NULL) == (double)n)
 			break;
 	}
+	c_decimal_point(tmp);
 	if (strchr(tmp, 'e') != NULL) {
 		int exp10 = 0, digits;
 		char *e = strchr(tmp, 'e');
@@ -61,6 +76,7 @@ int ach_format_number(ach_buf *b, lua_Number n)
 		if (digits > 340)
 			digits = 340;
 		snprintf(tmp, sizeof tmp, "%.*f", digits, (double)n);
+		c_decimal_point(tmp);
 		/* trim trailing zeros of the fraction */
 		if (strchr(tmp, '.') != NULL) {
 			size_t len = strlen(tmp);
