@@ -1,7 +1,7 @@
 /*
  * lua_sandbox.c: the `achievers.sandbox` Lua module. `start{...}` runs an emulator on its own
  * threads and returns an object of type `achievers.sandbox` with the fields url, port,
- * client_id, client_secret, redirect_uri and the control methods of DESIGN.md ("Sandbox"). Misuse (unknown
+ * client_id, client_secret, redirect_uri and the control methods of doc/sandbox.luadoc. Misuse (unknown
  * option, wrong type, unknown user) raises; a server that cannot start returns nil, message.
  */
 #include <stdio.h>
