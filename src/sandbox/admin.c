@@ -599,8 +599,8 @@ void sbx_admin_handle(struct sbx_server *s, const struct sbx_request *r, struct 
     const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
     const struct admin_route *route = NULL;
     struct actx a;
+    struct sbx_buf allow = {0};
     size_t i, klen = 0;
-    int path_known = 0;
 
     memset(&a, 0, sizeof a);
     a.s = s;
@@ -629,21 +629,23 @@ void sbx_admin_handle(struct sbx_server *s, const struct sbx_request *r, struct 
     for (i = 0; i < NROUTES; i++) {
         if (strcmp(routes[i].path, sub) != 0)
             continue;
-        path_known = 1;
+        sbx_buf_addf(&allow, "%s%s", allow.len ? ", " : "", routes[i].method);
         if (strcmp(routes[i].method, method) == 0)
             route = &routes[i];
     }
     if (route == NULL) {
-        if (path_known) {
+        if (allow.len > 0) {
             sbx_reply_error(rp, 405, "method_not_allowed", NULL, "%s %s is not a control: changes are "
                             "POST, reads GET", r->method, sub);
-            sbx_reply_header(rp, "Allow", "%s", strcmp(method, "GET") == 0 ? "POST" : "GET");
+            sbx_reply_header(rp, "Allow", "%s", allow.data);
         } else {
             sbx_reply_error(rp, 404, "not_found", NULL, "no control at %s (GET " ADMIN_PREFIX
                             " lists them)", sbx_utf8_valid(r->path, strlen(r->path)) ? r->path : "this path");
         }
+        sbx_buf_free(&allow);
         return;
     }
+    sbx_buf_free(&allow);
     switch (sbx_params_parse_form(&a.query, r->query, strlen(r->query))) {
     case SBX_OK:
         break;
