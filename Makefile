@@ -153,8 +153,11 @@ fuzz: deps-build
 	$(MAKE) -C fuzz LUA_INCDIR=$(LUA_INCDIR) LUA_PC=$(LUA_PC) SECONDS=$(FUZZ_SECONDS) run
 
 # LDoc runs on Lua 5.1 here: that is where Debian's lua-markdown lives
-docs:
+# Every public name has an entry with an example (scripts/doc-coverage.lua), then LDoc.
+docs: deps-build
 	@$(DEPS) docs
+	@$(MAKE) --no-print-directory all LUA=5.4 SAN=
+	LUA_PATH='src/lua/?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 scripts/doc-coverage.lua
 	lua5.1 $$(command -v ldoc) --fatalwarnings .
 
 # --- checks ---------------------------------------------------------------------------------

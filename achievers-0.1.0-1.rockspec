@@ -22,7 +22,9 @@ dependencies = {
   "lua-cjson >= 2.1.0",
 }
 -- libcurl, libmicrohttpd and jansson are found with pkg-config by the Makefile (Debian:
--- libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev).
+-- libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev). The `achievers` program uses
+-- lua-posix (Debian: lua-posix) when it is there, to fsync its token file; without it, the
+-- coreutils `sync` command does.
 build = {
   type = "make",
   build_target = "all",

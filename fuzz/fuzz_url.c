@@ -72,7 +72,8 @@ static int build_request(lua_State *L)
 	return 0;
 }
 
-/* Redaction covers the query: from the first '?' to the first '#' after it. */
+/* Redaction covers the query, from the first '?' to the first '#' after it, whatever the case of
+ * the names. */
 static void check_redacted(const char *r)
 {
 	static const char *const secrets[] = {"code=", "state=", "access_token=", "refresh_token=",
@@ -85,7 +86,7 @@ static void check_redacted(const char *r)
 	for (i = 0; secrets[i] != NULL; i++) {
 		const char *p = q;
 		size_t n = strlen(secrets[i]);
-		while ((p = strstr(p, secrets[i])) != NULL && p < end) {
+		while ((p = strcasestr(p, secrets[i])) != NULL && p < end) {
 			int at_param = p == q + 1 || p[-1] == '&';
 			p += n;
 			if (at_param && p < end && *p != '&' && strncmp(p, "[redacted]", 10) != 0) {

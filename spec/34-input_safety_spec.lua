@@ -1,6 +1,6 @@
 -- Input safety: CR or LF (or NUL) in a header value, a path, a query string, a path parameter
 -- or an option is refused before anything is sent (misuse: it raises); path parameters are
--- percent-encoded; an answer larger than max_response_size (default 32 MiB) is a decode error,
+-- percent-encoded; an answer larger than max_response_size (default 8 MiB) is a decode error,
 -- not an out-of-memory.
 local h = require("helpers")
 local r = require("support.reliability")
@@ -110,13 +110,13 @@ describe("input safety", function()
       return achievers.client(opts)
     end
 
-    it("an answer over the default (32 MiB) is decode, with or without a length", function()
+    it("an answer over the default (8 MiB) is decode, with or without a length", function()
       for _, path in ipairs({ "huge", "huge-unsized" }) do
         local data, err = client():get(path)
         assert.is_nil(data)
         assert.equals("decode", err.kind, path)
         assert.matches("max_response_size", err.message)
-        assert.matches("33554432", err.message)
+        assert.matches("8388608", err.message)
       end
     end)
 

@@ -51,8 +51,15 @@ describe("achievers.pretty", function()
     end
     assert.matches('access_token = "%[redacted%]"', text)
     assert.matches('Authorization = "%[redacted%]"', text)
-    assert.matches("code=%[redacted%]&state=s1", text)
+    assert.matches("code=%[redacted%]&state=%[redacted%]", text) -- as the C module's redaction
     assert.matches('scope = "read"', text)
+  end)
+
+  it("redacts URL parameters whose names differ in case or are percent-encoded", function()
+    local text = pretty("https://h.example/cb?Access_Token=SEK1&access%5Ftoken=SEK2&CLIENT-SECRET=SEK3" ..
+      "&page=2#Code=SEK4", { max_string = 1000 })
+    for i = 1, 4 do assert.is_nil(text:find("SEK" .. i, 1, true), "SEK" .. i .. " leaked: " .. text) end
+    assert.matches("page=2", text)
   end)
 
   it("shows cycles instead of looping, and stops at the depth limit", function()

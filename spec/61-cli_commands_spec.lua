@@ -40,7 +40,7 @@ describe("achievers program", function()
       assert.matches("usage: achievers", out)
       assert.matches("Exit status:", out)
       for _, row in ipairs { " 2  usage", " 3  auth", " 5  not_found", " 9  network",
-        "11  login failed" } do
+        "11  login failed", "12  login could not listen", "130  interrupted (Ctrl-C)" } do
         assert.matches(row, out, 1, true)
       end
     end)
@@ -217,37 +217,40 @@ describe("achievers program", function()
       assert.equals("not_found", cjson.decode(err).error.kind)
     end)
 
-    it("uses client:each when the module has it, and its errors", function()
+    it("follows paging.next with async calls, or plain requests without async", function()
       local cli = require("achievers.cli")
+      -- a stand-in with only request (no async): its answers, and its error
       local calls = {}
-      local fake = { each = function(self, path, query)
-        calls[#calls + 1] = { path, query }
-        local items = { { id = 1 }, { id = 2 }, false }
-        local i = 0
-        return function()
-          i = i + 1
-          if items[i] == false then return false, { kind = "server" } end
-          return items[i]
-        end
+      local pages = { { items = { { id = 1 }, { id = 2 } }, paging = { next = "users?page=2" } } }
+      local fake = { request = function(_, req)
+        calls[#calls + 1] = req
+        if #calls == 1 then return pages[1] end
+        return nil, { kind = "server" }
       end }
       local seen = {}
       local err = cli.each_item(fake, "users", { q = "a" }, function(item) seen[#seen + 1] = item.id end)
       assert.same({ 1, 2 }, seen)
       assert.equals("server", err.kind)
-      assert.same({ { "users", { q = "a" } } }, calls)
-      -- without client:each: its own loop over paging.next, against the sandbox
+      assert.same({ { method = "GET", path = "users", query = { q = "a" } },
+        { method = "GET", path = "users?page=2" } }, calls)
+      -- a real client: async and poll, against the sandbox
       local c = h.client(sb)
       local n = 0
-      local plain = setmetatable({}, { __index = function(_, k)
-        if k == "each" then return nil end
-        return function(_, ...) return c[k](c, ...) end
-      end })
-      err = cli.each_item(plain, "users", { pageSize = 100 }, function() n = n + 1 end)
+      err = cli.each_item(c, "users", { pageSize = 100 }, function() n = n + 1 end)
       assert.is_nil(err)
       assert.equals(240, n)
       n = 0
-      cli.each_item(plain, "users", { pageSize = 100 }, function() n = n + 1; return n < 150 end)
+      cli.each_item(c, "users", { pageSize = 100 }, function() n = n + 1; return n < 150 end)
       assert.equals(150, n)
+      assert.equals("not_list", cli.each_item(c, "users/10726811", nil, function() end).kind)
+    end)
+
+    it("says when the path is not a list, and exits 2", function()
+      local code, out, err = run(env, "each", "users/10726811")
+      assert.equals(2, code)
+      assert.equals("", out)
+      assert.matches("^achievers: users/10726811 is not a list", err)
+      assert.matches("achievers get users/10726811", err, 1, true)
     end)
 
     it("draws a progress bar on stderr when it is a terminal", function()
@@ -350,7 +353,7 @@ describe("achievers program", function()
           { ACHIEVERS_SANDBOX_BIN = sandbox_bin }) .. " " .. h.lua .. " bin/achievers sandbox --port 0"),
         q(dir .. "/out")))
       local out = ""
-      for _ = 1, 100 do
+      for _ = 1, 300 do -- polls every 0.05 s: a bound for a busy machine
         out = slurp(dir .. "/out")
         if out:match("client_secret: %x+") then break end
         require("socket").sleep(0.05)
@@ -367,7 +370,7 @@ describe("achievers program", function()
       local gone = false
       if pid then
         os.execute("kill -TERM -" .. pid .. " 2>/dev/null") -- the whole group
-        for _ = 1, 100 do
+        for _ = 1, 300 do -- polls every 0.05 s: a bound for a busy machine
           if not sh("kill -0 -" .. pid .. " 2>/dev/null") then gone = true break end
           require("socket").sleep(0.05)
         end

@@ -20,7 +20,7 @@ local function start_login(env, dir, ...)
   os.execute(string.format("timeout 60 sh -c %s </dev/null >/dev/null 2>&1 & echo $! >%s", q(cmd), q(dir .. "/pid")))
   local handle = { dir = dir }
   function handle.output(pattern)
-    for _ = 1, 200 do
+    for _ = 1, 600 do -- polls every 0.05 s: a bound for a busy machine
       local s = slurp(dir .. "/out") or ""
       local m = s:match(pattern)
       if m then return m end
@@ -29,7 +29,7 @@ local function start_login(env, dir, ...)
     error("login printed nothing matching " .. pattern .. "; stderr: " .. tostring(slurp(dir .. "/err")))
   end
   function handle.wait()
-    for _ = 1, 400 do
+    for _ = 1, 1200 do -- polls every 0.05 s: a bound for a busy machine
       local rc = slurp(dir .. "/rc")
       if rc and rc:match("%d+") then return tonumber(rc:match("%d+")) end
       socket.sleep(0.05)
@@ -221,11 +221,93 @@ describe("achievers login", function()
     assert.equals(1, #token_files())
   end)
 
-  it("exits 9 when no browser comes back in time", function()
+  it("exits 9 when no browser comes back in time, saying so once", function()
     local code, out, err = run(env, "login", "--wait", "1")
     assert.equals(9, code)
     assert.matches("/authorize%?", out)
-    assert.matches("timeout", err)
+    assert.matches("\nachievers: login failed: timeout: no redirect came back within 1 s\n$", err)
+    assert.is_nil(err:find("achievers: timeout", 1, true)) -- no prefix said twice
     assert.equals(0, #token_files())
+  end)
+
+  it("exits 12 with a clear message when the port is taken", function()
+    local taken = assert(socket.bind("127.0.0.1", 0))
+    local _, port = taken:getsockname()
+    local code, out, err = run(env, "login", "--port", tostring(port), "--wait", "1")
+    taken:close()
+    assert.equals(12, code)
+    assert.equals("", out)
+    assert.equals("achievers: login failed: listen: cannot listen on 127.0.0.1:" .. port ..
+      ": address already in use (another program has it: try another --port)\n", err)
+    assert.is_nil(err:find("internal", 1, true))
+  end)
+
+  it("says so when --open finds no xdg-open, and still prints the URL", function()
+    -- a PATH with the interpreter alone
+    local bin = home .. "/bin"
+    local lua = io.popen("command -v " .. q(h.lua)):read("*l")
+    assert(sh("mkdir -p " .. q(bin) .. " && ln -s " .. q(lua) .. " " .. q(bin .. "/" .. h.lua:match("[^/]+$"))))
+    local e = {}
+    for k, v in pairs(env) do e[k] = v end
+    e.PATH = bin
+    local code, out, err = run(e, "login", "--open", "--wait", "1")
+    assert.equals(9, code)
+    assert.matches("/authorize%?", out)
+    assert.matches("achievers: --open: no xdg-open to open a browser with; open the URL above yourself\n",
+      err, 1, true)
+  end)
+
+  -- `achievers login --no-browser`, its stdin a FIFO the spec writes the pasted line to.
+  local function paste_login(line_of)
+    local fifo = dir .. "/in"
+    assert(sh("mkfifo " .. q(fifo)))
+    local cmd = string.format("%s %s bin/achievers login --no-browser --wait 30 <%s >%s 2>%s; echo $? >%s",
+      env_prefix(env), h.lua, q(fifo), q(dir .. "/out"), q(dir .. "/err"), q(dir .. "/rc"))
+    os.execute(string.format("timeout 60 sh -c %s </dev/null >/dev/null 2>&1 &", q(cmd)))
+    local input = assert(io.open(fifo, "w")) -- opens once the program's shell opens it
+    local url
+    for _ = 1, 600 do -- polls every 0.05 s: a bound for a busy machine
+      url = (slurp(dir .. "/out") or ""):match("(http://%S+/authorize%?%S+)\n")
+      if url then break end
+      socket.sleep(0.05)
+    end
+    assert(url, "no URL; stderr: " .. tostring(slurp(dir .. "/err")))
+    assert.matches("paste that whole address here %(or just the code%)", slurp(dir .. "/err"))
+    input:write(line_of(url), "\n")
+    input:close()
+    for _ = 1, 1200 do -- polls every 0.05 s: a bound for a busy machine
+      local rc = (slurp(dir .. "/rc") or ""):match("%d+")
+      if rc then return tonumber(rc) end
+      socket.sleep(0.05)
+    end
+    error("login --no-browser did not finish: " .. tostring(slurp(dir .. "/err")))
+  end
+
+  it("--no-browser takes the pasted redirect address, and checks its state", function()
+    local code = paste_login(function(url) return "  " .. consent(sb, url, "approve") .. "  " end)
+    assert.equals(0, code, slurp(dir .. "/err"))
+    assert.matches("Logged in: achievers%.token%(bearer, read,write", slurp(dir .. "/err"))
+    assert.equals(1, #token_files())
+    local rc, tok = run(env, "--user", "token")
+    assert.equals(0, rc)
+    assert.matches("^achievers%.token%(bearer, read,write", tok)
+  end)
+
+  it("--no-browser refuses a pasted address whose state does not match (exit 11)", function()
+    local code = paste_login(function(url)
+      return (consent(sb, url, "approve"):gsub("state=[^&]+", "state=forged"))
+    end)
+    assert.equals(11, code)
+    assert.matches("state_mismatch", slurp(dir .. "/err"))
+    assert.equals(0, #token_files())
+    assert.equals(0, h.route_count(sb, "POST /token"))
+  end)
+
+  it("--no-browser takes a bare code too", function()
+    local code = paste_login(function(url)
+      return url_decode(consent(sb, url, "approve"):match("code=([^&]+)"))
+    end)
+    assert.equals(0, code, slurp(dir .. "/err"))
+    assert.equals(1, #token_files())
   end)
 end)

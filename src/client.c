@@ -437,6 +437,65 @@ static void opt_limits(lua_State *L, int opts, ach_options *o)
 	lua_pop(L, 1);
 }
 
+/* Whether a proxy URL ([scheme://][user@]host[:port][/...]) names a loopback host. */
+static int proxy_on_loopback(const char *p)
+{
+	const char *s = strstr(p, "://"), *at, *end;
+	char host[256];
+	size_t n;
+	p = s != NULL ? s + 3 : p;
+	end = p + strcspn(p, "/?#");
+	at = memchr(p, '@', (size_t)(end - p));
+	if (at != NULL)
+		p = at + 1;
+	if (*p == '[') {
+		p++;
+		n = strcspn(p, "]");
+	} else {
+		n = strcspn(p, ":/?#");
+	}
+	if (n == 0 || n >= sizeof host || p + n > end)
+		return 0;
+	memcpy(host, p, n);
+	host[n] = '\0';
+	return ach_host_is_loopback(host);
+}
+
+/* proxy: a URL, or false (or "") for none, not even the environment's. A proxy reads what
+ * goes to an http:// base_url (the client secret, tokens): with one, the proxy must be on
+ * loopback too, or allow_http = true must say that plaintext is accepted. The rest of the
+ * policy is the driver's (curl_driver.c, start_transfer). */
+static void opt_proxy(lua_State *L, int opts, ach_options *o, int allow_http)
+{
+	lua_getfield(L, opts, "proxy"); /* read once: the value is checked and copied from here */
+	if (lua_type(L, -1) == LUA_TBOOLEAN) {
+		if (lua_toboolean(L, -1))
+			luaL_error(L, "achievers.client: option 'proxy' must be a proxy URL, or false for "
+				      "none");
+		o->proxy = ach_strdup("");
+	} else if (lua_type(L, -1) == LUA_TSTRING) {
+		size_t n;
+		const char *v = lua_tolstring(L, -1, &n);
+		if (strlen(v) != n)
+			luaL_error(L, "achievers.client: option 'proxy' must not contain NUL");
+		ach_check_header_safe(L, v, n, "achievers.client: option 'proxy'");
+		o->proxy = ach_strdup(v);
+	} else if (!lua_isnil(L, -1)) {
+		luaL_error(L, "achievers.client: option 'proxy' must be a proxy URL, or false for none "
+			      "(got %s)", luaL_typename(L, -1));
+	} else {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pop(L, 1);
+	if (o->proxy == NULL)
+		ach_nomem(L);
+	if (o->proxy[0] != '\0' && !o->base.https && !allow_http && !proxy_on_loopback(o->proxy))
+		luaL_error(L, "achievers.client: option 'proxy' is not on loopback and base_url uses "
+			      "http://: the proxy would read the client secret and tokens; use https://, "
+			      "a proxy on loopback, or set allow_http = true");
+}
+
 /* Reads every option of the table at `opts` into the core, and the hook functions into the
  * table at `hooks`; raises on misuse. */
 static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
@@ -475,7 +534,7 @@ static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
 	o->client_secret = opt_string(L, opts, "client_secret");
 	o->redirect_uri = opt_string(L, opts, "redirect_uri");
 	o->ca_file = opt_string(L, opts, "ca_file");
-	o->proxy = opt_string(L, opts, "proxy");
+	opt_proxy(L, opts, o, allow_http);
 	o->user_agent = opt_string(L, opts, "user_agent");
 	if (o->user_agent == NULL && (o->user_agent = ach_strdup("lua-achievers/" ACH_VERSION)) == NULL)
 		ach_nomem(L);
@@ -505,7 +564,8 @@ static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
 	o->max_concurrency = opt_integer(L, opts, "max_concurrency", 8, 1);
 	o->frame_budget = opt_number(L, opts, "frame_budget", ACH_FRAME_BUDGET, 0);
 	o->insecure = opt_boolean(L, opts, "insecure", 0);
-	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 32.0 * 1024 * 1024, 1);
+	/* 8 MiB: a page of 100 items is well under 1 MiB */
+	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 8.0 * 1024 * 1024, 1);
 	o->pkce = opt_boolean(L, opts, "pkce", 1);
 	if (opt_type(L, opts, "on_token", LUA_TFUNCTION))
 		lua_setfield(L, hooks, "on_token");

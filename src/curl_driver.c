@@ -270,12 +270,29 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 	 * number of handles added, which here comes and goes): a connection closed and opened
 	 * again costs a TLS handshake inside some frame's poll */
 	curl_multi_setopt(d->multi, CURLMOPT_MAXCONNECTS, (long)o->max_concurrency + 4);
+	/* TLS 1.2 at least, to the server and to an https:// proxy, whatever the system's OpenSSL
+	 * configuration would allow (a host may lower it for some old service of its own) */
+	curl_easy_setopt(t->easy, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(t->easy, CURLOPT_PROXY_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
 	curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
 	if (o->ca_file != NULL)
 		curl_easy_setopt(t->easy, CURLOPT_CAINFO, o->ca_file);
+	/* Proxies, as curl-based tools do: the environment's (http_proxy, https_proxy, ALL_PROXY,
+	 * NO_PROXY) apply, but nothing secret crosses a plaintext hop that is not loopback:
+	 *  - a request to an http:// URL (base_url on loopback, or allow_http) never goes through
+	 *    a proxy from the environment (libcurl would send even 127.0.0.1 there when no_proxy
+	 *    is unset);
+	 *  - an explicit `proxy` with an http:// base_url must itself be on loopback, unless
+	 *    allow_http = true (checked when the client is made, client.c);
+	 *  - a request to an https:// URL always tunnels (CONNECT): the proxy sees only TLS;
+	 *  - proxy = false (or "") turns the environment's proxies off. */
 	if (o->proxy != NULL)
 		curl_easy_setopt(t->easy, CURLOPT_PROXY, o->proxy);
+	else if (strncasecmp(req.url, "https://", 8) != 0)
+		curl_easy_setopt(t->easy, CURLOPT_PROXY, "");
+	if (strncasecmp(req.url, "https://", 8) == 0)
+		curl_easy_setopt(t->easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
 	if (strcmp(req.method, "GET") == 0) {
 		curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
 	} else {
@@ -345,7 +362,10 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 	ex->transfer = NULL;
 	r.reached = 1;
 	if (t->overflow) {
+		/* the transfer stopped at the cap (on_body said so); what came is cut, so nothing of it
+		 * is decoded, not even as an error body */
 		r.failure = ACH_KIND_DECODE;
+		ach_buf_reset(&ex->resp_body);
 		ach_buf_printf(&msg, "the answer is larger than max_response_size (%zu bytes)", t->max);
 	} else if (rc != CURLE_OK) {
 		r.failure = failure_kind(rc);
@@ -354,7 +374,10 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 		    rc == CURLE_COULDNT_RESOLVE_PROXY || sent == 0)
 			r.reached = 0;
 		ach_buf_adds(&msg, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
-		if (r.failure == ACH_KIND_TLS)
+		if (r.failure == ACH_KIND_TLS && strstr(msg.data ? msg.data : "", "protocol") != NULL)
+			ach_buf_adds(&msg, " (TLS: the server offers no TLS 1.2 or later, which this "
+					   "client requires)");
+		else if (r.failure == ACH_KIND_TLS)
 			ach_buf_adds(&msg, " (TLS: check the server's certificate; give the CA that "
 					   "signed it with ca_file, or set insecure = true to turn "
 					   "verification off)");

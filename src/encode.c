@@ -3,6 +3,7 @@
  * without exponents, and the small URL parser the client needs (origin, loopback, redaction).
  */
 #include <ctype.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,19 @@ int ach_url_escape(ach_buf *b, const char *s, size_t n)
 	return 0;
 }
 
+/* snprintf and strtod write and read the decimal point of LC_NUMERIC, which a host may have
+ * set (fr_FR: "1,5"): the text is made and checked in that form, then given a '.'. */
+static void c_decimal_point(char *s)
+{
+	const char *dp = localeconv()->decimal_point;
+	size_t dn = dp != NULL ? strlen(dp) : 0;
+	char *at;
+	if (dn == 0 || strcmp(dp, ".") == 0 || (at = strstr(s, dp)) == NULL)
+		return;
+	*at = '.';
+	memmove(at + 1, at + dn, strlen(at + dn) + 1);
+}
+
 int ach_format_number(ach_buf *b, lua_Number n)
 {
 	char tmp[400];
@@ -50,6 +64,7 @@ int ach_format_number(ach_buf *b, lua_Number n)
 		if (strtod(tmp, NULL) == (double)n)
 			break;
 	}
+	c_decimal_point(tmp);
 	if (strchr(tmp, 'e') != NULL) {
 		int exp10 = 0, digits;
 		char *e = strchr(tmp, 'e');
@@ -61,6 +76,7 @@ int ach_format_number(ach_buf *b, lua_Number n)
 		if (digits > 340)
 			digits = 340;
 		snprintf(tmp, sizeof tmp, "%.*f", digits, (double)n);
+		c_decimal_point(tmp);
 		/* trim trailing zeros of the fraction */
 		if (strchr(tmp, '.') != NULL) {
 			size_t len = strlen(tmp);
@@ -382,24 +398,54 @@ int ach_host_is_loopback(const char *host)
 }
 
 static const char *const secret_params[] = {
-	"code", "state", "access_token", "refresh_token", "client_secret", "id_token", NULL,
+	"code", "state", "access_token", "refresh_token", "client_secret", "id_token", "password",
+	NULL,
 };
+
+/* Whether a query parameter's name (as written: any case, percent-encoded, `-` for `_`) is
+ * one whose value is a secret. A server decodes the name before it reads it, so the check
+ * does too: `Access_Token`, `access%5Ftoken` and `CLIENT-SECRET` are all secrets. */
+static int secret_param(const char *k, size_t n)
+{
+	char name[24];
+	size_t i, m = 0;
+	int j;
+	for (i = 0; i < n; i++) {
+		int c = (unsigned char)k[i];
+		if (c == '%' && i + 2 < n && hexval((unsigned char)k[i + 1]) >= 0 &&
+		    hexval((unsigned char)k[i + 2]) >= 0) {
+			c = hexval((unsigned char)k[i + 1]) * 16 + hexval((unsigned char)k[i + 2]);
+			i += 2;
+		} else if (c == '+') {
+			c = ' ';
+		}
+		c = tolower(c);
+		if (c == '-')
+			c = '_';
+		if (m + 1 >= sizeof name)
+			return 0; /* longer than any secret name */
+		name[m++] = (char)c;
+	}
+	name[m] = '\0';
+	for (j = 0; secret_params[j] != NULL; j++)
+		if (strcmp(name, secret_params[j]) == 0)
+			return 1;
+	return 0;
+}
 
 int ach_redact_url(ach_buf *b, const char *s)
 {
-	const char *q = strchr(s, '?');
-	if (q == NULL)
+	/* the path is kept; every parameter of the query and of the fragment (an implicit-flow
+	 * answer carries its token there) has a secret's value replaced */
+	const char *q = s + strcspn(s, "?#");
+	if (*q == '\0')
 		return ach_buf_adds(b, s);
 	if (ach_buf_add(b, s, (size_t)(q - s) + 1) != 0)
 		return -1;
 	q++;
 	while (*q != '\0') {
-		size_t len = strcspn(q, "&#"), klen = strcspn(q, "=&#");
-		int secret = 0;
-		for (int i = 0; secret_params[i] != NULL; i++)
-			if (klen == strlen(secret_params[i]) && strncmp(q, secret_params[i], klen) == 0)
-				secret = 1;
-		if (secret && klen < len) {
+		size_t len = strcspn(q, "&#;?"), klen = strcspn(q, "=&#;?");
+		if (klen < len && secret_param(q, klen)) {
 			if (ach_buf_add(b, q, klen) != 0 || ach_buf_adds(b, "=[redacted]") != 0)
 				return -1;
 		} else if (ach_buf_add(b, q, len) != 0) {
@@ -410,8 +456,6 @@ int ach_redact_url(ach_buf *b, const char *s)
 			break;
 		if (ach_buf_addc(b, *q) != 0)
 			return -1;
-		if (*q == '#')
-			return ach_buf_adds(b, q + 1);
 		q++;
 	}
 	return 0;

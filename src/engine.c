@@ -701,21 +701,124 @@ const char *ach_header_find(const char *block, size_t len, const char *name, siz
 	return NULL;
 }
 
-/* Parses an HTTP date (IMF-fixdate); returns the UNIX time or 0. */
-int64_t ach_parse_http_date(const char *s, size_t n)
+/* ---- HTTP dates ----------------------------------------------------------------------------------- */
+
+/* HTTP dates are parsed here with fixed English names, not strptime: %a and %b follow LC_TIME,
+ * so a host that calls setlocale (a game, an editor) would make every Date and Retry-After
+ * unreadable. */
+
+typedef struct cursor {
+	const char *p, *e;
+} cursor;
+
+static int take_char(cursor *c, char ch)
 {
-	char tmp[64];
-	struct tm tm;
-	const char *end;
-	if (n == 0 || n >= sizeof tmp)
+	if (c->p < c->e && *c->p == ch) {
+		c->p++;
+		return 1;
+	}
+	return 0;
+}
+
+/* min to max digits; returns 1 with *out set, or 0 */
+static int take_digits(cursor *c, int min, int max, int *out)
+{
+	int n = 0, v = 0;
+	while (n < max && c->p < c->e && *c->p >= '0' && *c->p <= '9') {
+		v = v * 10 + (*c->p++ - '0');
+		n++;
+	}
+	*out = v;
+	return n >= min;
+}
+
+/* An alphabetic word, matched against names (case-insensitively, whole word); its index or -1. */
+static int take_name(cursor *c, const char *const *names, int count)
+{
+	const char *w = c->p;
+	size_t n = 0;
+	int i;
+	while (c->p < c->e && ((*c->p | 0x20) >= 'a' && (*c->p | 0x20) <= 'z')) {
+		c->p++;
+		n++;
+	}
+	for (i = 0; i < count; i++)
+		if (strlen(names[i]) == n && strncasecmp(w, names[i], n) == 0)
+			return i;
+	return -1;
+}
+
+/* "HH:MM:SS" */
+static int take_time(cursor *c, int *h, int *m, int *s)
+{
+	return take_digits(c, 2, 2, h) && take_char(c, ':') && take_digits(c, 2, 2, m) &&
+	       take_char(c, ':') && take_digits(c, 2, 2, s);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (month 1..12). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* Parses an HTTP date: the IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") and the obsolete
+ * RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37 1994")
+ * forms of RFC 9110. Returns the UNIX time, or 0 when it is none of them. */
+int64_t ach_parse_http_date(const char *str, size_t n)
+{
+	static const char *const days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun",
+					   "Monday", "Tuesday", "Wednesday", "Thursday",
+					   "Friday", "Saturday", "Sunday"};
+	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	cursor c = {str, str + n};
+	int wday, mon = -1, day = 0, year = 0, hh = 0, mm = 0, ss = 0;
+	int64_t t;
+	if (str == NULL || n == 0)
 		return 0;
-	memcpy(tmp, s, n);
-	tmp[n] = '\0';
-	memset(&tm, 0, sizeof tm);
-	end = strptime(tmp, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-	if (end == NULL || *end != '\0')
+	wday = take_name(&c, days, 14);
+	if (wday < 0)
 		return 0;
-	return (int64_t)timegm(&tm);
+	if (take_char(&c, ',')) {
+		if (!take_char(&c, ' ') || !take_digits(&c, 2, 2, &day))
+			return 0;
+		if (wday < 7 && take_char(&c, ' ')) { /* IMF-fixdate */
+			if ((mon = take_name(&c, months, 12)) < 0 || !take_char(&c, ' ') ||
+			    !take_digits(&c, 4, 4, &year))
+				return 0;
+		} else if (wday >= 7 && take_char(&c, '-')) { /* RFC 850: two-digit year */
+			if ((mon = take_name(&c, months, 12)) < 0 || !take_char(&c, '-') ||
+			    !take_digits(&c, 2, 2, &year))
+				return 0;
+			year += year < 70 ? 2000 : 1900;
+		} else {
+			return 0;
+		}
+		if (!take_char(&c, ' ') || !take_time(&c, &hh, &mm, &ss) || !take_char(&c, ' ') ||
+		    c.e - c.p != 3 || strncmp(c.p, "GMT", 3) != 0)
+			return 0;
+	} else if (wday < 7 && take_char(&c, ' ')) { /* asctime: "Nov  6" or "Nov 16" */
+		if ((mon = take_name(&c, months, 12)) < 0 || !take_char(&c, ' '))
+			return 0;
+		take_char(&c, ' ');
+		if (!take_digits(&c, 1, 2, &day) || !take_char(&c, ' ') ||
+		    !take_time(&c, &hh, &mm, &ss) || !take_char(&c, ' ') ||
+		    !take_digits(&c, 4, 4, &year) || c.p != c.e)
+			return 0;
+	} else {
+		return 0;
+	}
+	if (day < 1 || day > mdays[mon] || hh > 23 || mm > 59 || ss > 60)
+		return 0;
+	t = days_from_civil(year, mon + 1, day) * 86400 + hh * 3600 + mm * 60 + ss;
+	return t > 0 ? t : 0;
 }
 
 /* Retry-After: delta seconds or an HTTP date; -1 when absent or unreadable. */

@@ -59,7 +59,15 @@ typedef struct jparser {
 	const char *err;
 	int depth;
 	int held; /* stack slots the members waiting at every level take */
+	size_t tables_left; /* arrays and objects the document may still make */
 } jparser;
+
+/* A table costs some 60 to 100 bytes of Lua heap, `[]` two bytes of JSON: a document of
+ * nothing but empty arrays would take 40 times its size. At most one array or object per
+ * JSON_TABLE_BYTES bytes of the document (and JSON_TABLE_FLOOR for any document) keeps what
+ * decoding allocates within some ten times the answer; API pages have one per 50 bytes or more. */
+#define JSON_TABLE_BYTES 8
+#define JSON_TABLE_FLOOR 4096
 
 static int json_value(jparser *j);
 
@@ -408,6 +416,8 @@ static int json_value(jparser *j)
 		return json_fail(j, "nested too deeply");
 	if (!lua_checkstack(j->L, JSON_STACK_ROOM))
 		return json_fail(j, "nested too deeply"); /* never raises: it runs inside the driver */
+	if ((*j->p == '{' || *j->p == '[') && j->tables_left-- == 0)
+		return json_fail(j, "more arrays and objects than the document's size allows");
 	switch (*j->p) {
 	case '{':
 		j->p++;
@@ -454,6 +464,7 @@ int ach_json_decode(lua_State *L, const char *s, size_t n)
 	j.err = NULL;
 	j.depth = 0;
 	j.held = 0;
+	j.tables_left = n / JSON_TABLE_BYTES + JSON_TABLE_FLOOR;
 	if (json_value(&j)) {
 		skip_ws(&j);
 		if (j.p == j.end)

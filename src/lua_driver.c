@@ -222,6 +222,8 @@ static int exchange_feed(lua_State *L)
 			r.failure = ACH_KIND_DECODE;
 			r.message = "the answer is larger than max_response_size";
 			r.status = 0;
+			r.body = ""; /* nothing of it is decoded, not even as an error body */
+			r.body_len = 0;
 		}
 	}
 	cur->lua_inflight = 0;

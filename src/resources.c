@@ -252,9 +252,19 @@ static int resource_call(lua_State *L)
 
 /* ---- client:each ------------------------------------------------------------------------------ */
 
+/* Whether a paging.next link stays on base_url's origin (a relative one does). */
+static int next_on_base(ach_core *core, const char *url)
+{
+	size_t on = strlen(core->opt.base.origin);
+	if (strncasecmp(url, "https://", 8) != 0 && strncasecmp(url, "http://", 7) != 0)
+		return strncmp(url, "//", 2) != 0;
+	return strncasecmp(url, core->opt.base.origin, on) == 0 &&
+	       (url[on] == '/' || url[on] == '?' || url[on] == '\0');
+}
+
 /* Iterator state, in the upvalues of the iterator closure:
  *   1 client, 2 the current page's items, 3 index of the next item, 4 URL of the next page
- *   (false when there is none), 5 done flag, 6 the query (for page-number paging), 7 path,
+ *   (false when there is none; an error object when the server's link cannot be followed), 5 done flag, 6 the query (for page-number paging), 7 path,
  *   8 the paging object of the current page (the third value the iterator yields).
  * each_fetch fetches the page at upvalue 4 and leaves nothing on the stack: it returns 0, or 2
  * with false, err pushed. */
@@ -302,7 +312,17 @@ static int each_fetch(lua_State *L)
 	lua_replace(L, lua_upvalueindex(8));
 	if (lua_istable(L, -1)) {
 		lua_getfield(L, -1, "next");
-		if (lua_type(L, -1) == LUA_TSTRING) {
+		if (lua_type(L, -1) == LUA_TSTRING && !next_on_base(core, lua_tostring(L, -1))) {
+			/* the server's link: an error to report, not a raise (the caller did nothing
+			 * wrong); each_next hands it back as false, err */
+			lua_pop(L, 1);
+			lua_pushfstring(L, "paging.next points to another origin than base_url (%s): "
+					   "not followed, the token is only sent to base_url",
+					core->opt.base.origin);
+			ach_push_error(L, ACH_KIND_INVALID, lua_tostring(L, -1));
+			lua_remove(L, -2);
+			lua_replace(L, lua_upvalueindex(4));
+		} else if (lua_type(L, -1) == LUA_TSTRING) {
 			lua_replace(L, lua_upvalueindex(4));
 			/* the link carries the query: do not add it again */
 			lua_pushboolean(L, 0);
@@ -356,6 +376,13 @@ static int each_next(lua_State *L)
 				return 3; /* item, nil, the paging of its page */
 			}
 			lua_pop(L, 1);
+		}
+		if (lua_istable(L, lua_upvalueindex(4))) {
+			lua_pushboolean(L, 1);
+			lua_replace(L, lua_upvalueindex(5));
+			lua_pushboolean(L, 0);
+			lua_pushvalue(L, lua_upvalueindex(4));
+			return 2; /* false, err: once, then done */
 		}
 		if (!lua_toboolean(L, lua_upvalueindex(4))) {
 			lua_pushboolean(L, 1);

@@ -1,6 +1,6 @@
 /*
  * result.c: turns a finished exchange into Lua values: the decoded answer (or a token
- * object), or nil and an error object whose kind follows DESIGN.md. Bad answers (not JSON,
+ * object), or nil and an error object whose kind follows doc/achievers.luadoc (errors). Bad answers (not JSON,
  * truncated, an HTML error page, an empty 200) become `decode` errors, never raises.
  */
 #include <ctype.h>
@@ -9,6 +9,7 @@
 #include "achievers.h"
 
 #define BODY_KEEP 4096 /* bytes of a non-JSON error body kept in err.body */
+#define ERROR_DECODE_MAX (256 * 1024) /* an error body larger than this is not decoded */
 
 /* Pushes a table of the answer's headers, names in lower case, repeats joined with ", ". */
 static void push_headers(lua_State *L, const ach_buf *h)
@@ -143,10 +144,11 @@ static int push_failure(lua_State *L, ach_exchange *ex, ach_kind kind, const cha
 	return 2;
 }
 
-/* Decodes the body at the top of the stack when it looks like JSON; returns its index or 0. */
+/* Decodes the body at the top of the stack when it looks like JSON; returns its index or 0.
+ * An error body is a few hundred bytes: a large one is kept as text (its start), not decoded. */
 static int decode_error_body(lua_State *L, ach_exchange *ex)
 {
-	if (ex->resp_body.len == 0)
+	if (ex->resp_body.len == 0 || ex->resp_body.len > ERROR_DECODE_MAX)
 		return 0;
 	if (ach_json_decode(L, ex->resp_body.data, ex->resp_body.len))
 		return lua_gettop(L);

@@ -57,6 +57,58 @@ static int token_complete(ach_token_data *t)
 	       t->grant_type != NULL;
 }
 
+/* A token goes verbatim into an Authorization header (and a refresh token into a request
+ * body): RFC 6750's b64token is visible ASCII, so anything else (CR, LF, NUL, spaces, control
+ * or non-ASCII bytes) is refused wherever a token comes from, before it can reach a header. */
+static int token_chars_ok(const char *s, size_t n)
+{
+	size_t i;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/* The name of the token field of the table at idx that is a string with a byte no token may
+ * hold, or NULL when both are clean (or absent). */
+static const char *bad_token_field(lua_State *L, int idx)
+{
+	static const char *const names[] = {"access_token", "refresh_token"};
+	size_t i, n;
+	for (i = 0; i < 2; i++) {
+		const char *s;
+		int bad;
+		lua_getfield(L, idx, names[i]);
+		s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+		bad = s != NULL && !token_chars_ok(s, n);
+		lua_pop(L, 1);
+		if (bad)
+			return names[i];
+	}
+	return NULL;
+}
+
+/* Raises unless the string on the stack top is a token's: visible ASCII only (so no NUL either,
+ * which would cut the copy short). */
+static void check_token_string(lua_State *L, const char *name)
+{
+	size_t n;
+	const char *s = lua_tolstring(L, -1, &n);
+	if (!token_chars_ok(s, n))
+		luaL_error(L, "token table: %s must hold only visible ASCII (no spaces, CR, LF, NUL "
+			      "or control bytes)", name);
+}
+
+/* The copies that are kept: a table whose fields change between two reads is checked too. */
+static const char *bad_token_data(const ach_token_data *t)
+{
+	if (t->access_token != NULL && !token_chars_ok(t->access_token, strlen(t->access_token)))
+		return "access_token";
+	if (t->refresh_token != NULL && !token_chars_ok(t->refresh_token, strlen(t->refresh_token)))
+		return "refresh_token";
+	return NULL;
+}
+
 /* Pushes field `name` of the table at idx (read once, through its metatable) and returns it
  * when it is a string, else NULL. The value stays on the stack, which is what keeps it alive:
  * __index may have made it afresh, and the next field's __index may collect. The caller puts
@@ -78,6 +130,14 @@ ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, 
 	idx = lua_absindex(L, idx);
 	if (lua_type(L, idx) != LUA_TTABLE) {
 		*why = "the token answer is not a JSON object";
+		return NULL;
+	}
+	if (bad_token_field(L, idx) != NULL) {
+		*why = strcmp(bad_token_field(L, idx), "access_token") == 0
+			       ? "the token answer's access_token holds bytes a token may not (only "
+				 "visible ASCII): refused, it would go into a header"
+			       : "the token answer's refresh_token holds bytes a token may not (only "
+				 "visible ASCII): refused";
 		return NULL;
 	}
 	access = opt_string_field(L, idx, "access_token");
@@ -123,6 +183,11 @@ ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, 
 		ach_token_unref(t);
 		ach_nomem(L);
 	}
+	if (bad_token_data(t) != NULL) {
+		ach_token_unref(t);
+		*why = "the token answer's tokens hold bytes a token may not (only visible ASCII)";
+		return NULL;
+	}
 	return t;
 }
 
@@ -137,6 +202,7 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	access = opt_string_field(L, idx, "access_token");
 	if (access == NULL || access[0] == '\0')
 		luaL_error(L, "token table: access_token must be a non-empty string");
+	check_token_string(L, "access_token"); /* the value read, still on the stack: read once */
 	lua_getfield(L, idx, "expires_at");
 	if (!lua_isnumber(L, -1))
 		luaL_error(L, "token table: expires_at must be a number (UNIX time)");
@@ -150,6 +216,8 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	scope = opt_string_field(L, idx, "scope");
 	grant = opt_string_field(L, idx, "grant_type");
 	refresh = opt_string_field(L, idx, "refresh_token");
+	if (refresh != NULL)
+		check_token_string(L, "refresh_token");
 	if (type != NULL && strcasecmp(type, "bearer") != 0)
 		luaL_error(L, "token table: token_type must be bearer");
 	if (grant != NULL && strcmp(grant, "client_credentials") != 0 &&
@@ -169,6 +237,11 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	if (!token_complete(t) || (refresh != NULL && t->refresh_token == NULL)) {
 		ach_token_unref(t);
 		ach_nomem(L);
+	}
+	if (bad_token_data(t) != NULL) {
+		const char *which = bad_token_data(t);
+		ach_token_unref(t);
+		luaL_error(L, "token table: %s must hold only visible ASCII", which);
 	}
 	return t;
 }

@@ -22,6 +22,8 @@ M.EXIT = {
   network = 9, timeout = 9, tls = 9,
   decode = 10,
   state_mismatch = 11, access_denied = 11,
+  listen = 12,
+  interrupted = 130,
 }
 
 local EXIT_TEXT = [[
@@ -38,6 +40,8 @@ Exit status:
    9  network, timeout or tls: no usable answer from the server
   10  decode: an answer that is not the JSON it should be
   11  login failed: state_mismatch or access_denied
+  12  login could not listen on its loopback port (in use: try another --port)
+ 130  interrupted (Ctrl-C), also during a wait for the rate limit
 ]]
 
 local HELP = [[
@@ -54,7 +58,8 @@ Commands:
                             send a recognition as the logged-in user
   login                     sign in as a person (authorization code flow for installed apps)
   logout                    forget the saved user token
-  repl                      a Lua REPL with `client` (and `user` when logged in) ready
+  repl                      a Lua REPL with `client` (and `user` when logged in) ready:
+                            Tab completes, `help` shows the reference, Ctrl-C stops a call
   sandbox [sandbox options] run the local API emulator (achievers-sandbox; try --help)
   sandbox --compare FILE [--json]
                             replay a recording against a fresh sandbox: where do they differ
@@ -88,6 +93,8 @@ login:   --port N           port to listen on at 127.0.0.1 (default: a free one)
                             (http://127.0.0.1:PORT/PATH; or redirect_uri in the config file)
          --wait SECONDS     how long to wait for the browser (default 300)
          --open             open the authorize URL with xdg-open (or open)
+         --no-browser       listen for nothing: paste the address the browser was sent
+                            to (or just its code) on stdin; for a browser on another machine
          --scope SCOPE      scope to ask the user for (default read,write)
 
 Login keeps the user token in $XDG_CONFIG_HOME/achievers/token-HASH.json (mode 0600), one
@@ -124,7 +131,8 @@ end
 local function api_fail(err, what)
   local kind = type(err) == "table" and err.kind or nil
   local msg = tostring(err)
-  if what then msg = what .. ": " .. msg end
+  -- "achievers: login failed: timeout: ...", not "...: login failed: achievers: timeout: ..."
+  if what then msg = what .. ": " .. msg:gsub("^achievers: ", "") end
   fail(M.EXIT[kind] or M.EXIT.internal, msg, err)
 end
 
@@ -156,6 +164,7 @@ local OPTIONS = {
   ["--redirect-uri"] = { key = "redirect_uri", value = true, cmds = { login = true } },
   ["--wait"] = { key = "wait", value = true, number = true, cmds = { login = true } },
   ["--open"] = { key = "open", cmds = { login = true } },
+  ["--no-browser"] = { key = "no_browser", cmds = { login = true } },
 }
 
 local COMMANDS -- name -> function(ctx); defined below
@@ -340,6 +349,26 @@ local function saved_user_token(cfg)
   return tok, path
 end
 
+-- One request through async and poll rather than a blocking call: lua(1) turns the first
+-- Ctrl-C (SIGINT) into an "interrupted!" error at the next Lua instruction, and a blocking call
+-- (a wait for the rate limit can be a minute) runs none until it returns. Polling in short
+-- steps lets main stop at once (exit status 130). Clients without async (the specs' stand-ins)
+-- get a plain request.
+local function call(c, req)
+  if not c.async then return c:request(req) end
+  local r = c:async(req)
+  while not r:done() do c:poll(0.05) end
+  return r:result()
+end
+M.call = call
+
+-- "waiting 12.5 s for the rate limit (heavy requests)": what on_rate_limit tells the person.
+local function rate_limit_text(info)
+  return string.format("waiting %.1f s for the rate limit (%s requests)", tonumber(info.wait) or 0,
+    tostring(info.class or "default"))
+end
+M.rate_limit_text = rate_limit_text
+
 -- The clients a command works with: ctx.client acts as the application (system token),
 -- ctx.user as the logged-in person (nil when not logged in). A user token refreshed on the
 -- way is saved again.
@@ -349,6 +378,21 @@ local function clients(ctx)
   local extra = { scope = cfg.scope or "read" }
   extra.on_token = function(tok)
     if tok.grant_type ~= "client_credentials" then pcall(save_user_token, cfg, tok) end
+  end
+  -- the progress line (or a line on stderr) says when and how long the governor holds a
+  -- request back; an on_rate_limit of the config file is called too
+  local own = cfg.client.on_rate_limit
+  extra.on_rate_limit = function(info)
+    if ctx.on_rate_limit then
+      ctx.on_rate_limit(info)
+    elseif ctx.opts.json then -- stderr carries JSON only
+      io.stderr:write(json.encode({ rate_limit = { wait = tonumber(info.wait), class = info.class } }), "\n")
+      io.stderr:flush()
+    else
+      io.stderr:write("achievers: ", rate_limit_text(info), "\n")
+      io.stderr:flush()
+    end
+    if type(own) == "function" then own(info) end
   end
   ctx.client = new_client(cfg, extra)
   local tok, path = saved_user_token(cfg)
@@ -431,14 +475,9 @@ local function request_command(method)
     if not path then usage(method:lower() .. " needs a PATH, e.g. users") end
     local fields = M.fields(ctx.args)
     local c = acting_client(ctx)
-    local data, err
-    if method == "GET" then
-      data, err = c:get(path, next(fields) and fields or nil)
-    elseif method == "POST" then
-      data, err = c:post(path, fields)
-    else
-      data, err = c:request { method = method, path = path, query = next(fields) and fields or nil }
-    end
+    local req = { method = method, path = path }
+    if method == "POST" then req.form = fields else req.query = next(fields) and fields or nil end
+    local data, err = call(c, req)
     if data == nil then api_fail(err) end
     emit(ctx, data)
     return 0
@@ -453,7 +492,8 @@ COMMANDS.options = request_command("OPTIONS")
 -- is a terminal; `clear` removes it before other output is written.
 local function progress_bar(enabled)
   local shown = false
-  local bar = {}
+  local last = ""
+  local bar = { enabled = enabled }
   function bar.draw(count, total, page, pages)
     if not enabled then return end
     local width = 30
@@ -465,7 +505,15 @@ local function progress_bar(enabled)
     else
       text = string.format("\r%d items", count)
     end
+    last = text
     io.stderr:write(text, "\27[K")
+    io.stderr:flush()
+    shown = true
+  end
+  -- the bar, then `text` (a wait for the rate limit)
+  function bar.note(text)
+    if not enabled then return end
+    io.stderr:write(last ~= "" and last or "\r", "  ", text, "\27[K")
     io.stderr:flush()
     shown = true
   end
@@ -479,22 +527,16 @@ local function progress_bar(enabled)
   return bar
 end
 
--- Items of every page: client:each when the module has it, else our own loop over
--- paging.next. Calls on_item(item, count, paging) for each (false stops); returns nil or the
--- error. Exported as M.each_item for the specs.
+-- Items of every page, following paging.next, each page through `call` (so Ctrl-C stops a
+-- wait). Calls on_item(item, count, paging) for each (false stops); returns nil, or the error
+-- (an error object, or {kind = "not_list"} when the first answer has no `items` list).
+-- Exported as M.each_item for the specs.
 local function each_item(c, path, query, on_item)
-  if c.each then
-    local count = 0
-    for item, err, paging in c:each(path, query) do
-      if err then return err end
-      if item == nil then break end
-      count = count + 1
-      if on_item(item, count, type(paging) == "table" and paging or nil) == false then return nil end
-    end
-    return nil
-  end
-  local page, err = c:get(path, query)
+  local page, err = call(c, { method = "GET", path = path, query = query })
   local count = 0
+  if page and (type(page) ~= "table" or type(page.items) ~= "table") then
+    return { kind = "not_list" }
+  end
   while true do
     if not page then return err end
     local paging = type(page.paging) == "table" and page.paging or nil
@@ -504,7 +546,14 @@ local function each_item(c, path, query, on_item)
     end
     local nxt = paging and paging.next
     if type(nxt) ~= "string" or nxt == "" then return nil end
-    page, err = c:get(nxt)
+    -- a link to another origin is the server's mistake (or an attack): not followed, the token
+    -- would go there; the same check and words as the module's own each
+    local there, here = nxt:match("^%a[%w+.-]*://[^/?#]+"), c.base_url and c.base_url:match("^%a[%w+.-]*://[^/?#]+")
+    if there and here and there:lower() ~= here:lower() then
+      return achievers()._error("invalid", "paging.next points to another origin than base_url (" ..
+        here .. "): not followed, the token is only sent to base_url")
+    end
+    page, err = call(c, { method = "GET", path = nxt })
   end
 end
 
@@ -517,6 +566,8 @@ function COMMANDS.each(ctx)
   local c = acting_client(ctx)
   local limit = ctx.opts.limit
   local bar = progress_bar(not ctx.opts.no_progress and stderr_is_tty())
+  ctx.bar = bar
+  if bar.enabled then ctx.on_rate_limit = function(info) bar.note(rate_limit_text(info)) end end
   local err = each_item(c, path, next(query) and query or nil, function(item, count, paging)
     bar.clear()
     if ctx.opts.json then
@@ -530,6 +581,9 @@ function COMMANDS.each(ctx)
       paging and tonumber(paging.totalPages))
   end)
   bar.clear()
+  if err and err.kind == "not_list" then
+    usage(path .. " is not a list (its answer has no items): `achievers get " .. path .. "` shows it")
+  end
   if err then api_fail(err) end
   return 0
 end
@@ -570,12 +624,14 @@ function COMMANDS.login(ctx)
     usage("login needs the application's client id and secret (ACHIEVERS_CLIENT_ID, ACHIEVERS_CLIENT_SECRET)")
   end
   local c = new_client(cfg, { scope = cfg.scope or "read" })
+  if ctx.opts.open and ctx.opts.no_browser then usage("--open and --no-browser exclude each other") end
   local tok, err = login.run(c, {
     port = ctx.opts.port,
     redirect_uri = ctx.opts.redirect_uri or cfg.redirect_uri,
     scope = ctx.opts.scope or "read,write",
     wait = ctx.opts.wait or 300,
     open = ctx.opts.open,
+    no_browser = ctx.opts.no_browser,
     json = ctx.opts.json,
     out = out,
     usage = usage,
@@ -696,8 +752,13 @@ function M.main(argv)
     return run(ctx)
   end, function(e)
     if getmetatable(e) == Failure then return e end
+    -- lua(1) turns a Ctrl-C into this error (see `call`)
+    if type(e) == "string" and e:match("interrupted!$") then
+      return setmetatable({ exit = M.EXIT.interrupted, message = "interrupted" }, Failure)
+    end
     return { internal = true, message = tostring(e), trace = debug.traceback(nil, 2) }
   end)
+  if ctx.bar then ctx.bar.clear() end
   io.stdout:flush()
   if ok then return ret or 0 end
   if ret.internal then

@@ -44,14 +44,60 @@ local function parse_loopback(uri)
   return "127.0.0.1", tonumber(port), path
 end
 
-local function open_browser(url)
-  local q = require("achievers.cli_store").shquote(url)
-  os.execute("(xdg-open " .. q .. " || open " .. q .. ") >/dev/null 2>&1 &")
+local store = require("achievers.cli_store")
+
+-- The program that opens a URL in the desktop's browser: xdg-open, or open on macOS (on
+-- Linux `open` is often openvt). nil when there is none.
+function M.opener()
+  if store.run("command -v xdg-open >/dev/null 2>&1") then return "xdg-open" end
+  if store.run("test \"$(uname -s 2>/dev/null)\" = Darwin && command -v open >/dev/null 2>&1") then
+    return "open"
+  end
+  return nil
 end
 
---- Runs the flow with client `c`. `o`: port, redirect_uri, scope, wait (seconds), open, json,
--- out (writes a line to stdout), usage (raises a usage error). Returns the token, or nil and an
--- error object (kind state_mismatch, access_denied, timeout, auth, ...) or a message.
+-- Opens `url` in a browser; false when no opener is installed.
+local function open_browser(url)
+  local opener = M.opener()
+  if not opener then return false end
+  os.execute(opener .. " " .. store.shquote(url) .. " >/dev/null 2>&1 &")
+  return true
+end
+
+-- An error object as the module's: a kind and one readable line.
+local function failure(kind, message)
+  return setmetatable({ kind = kind, message = message },
+    { __tostring = function(x) return "achievers: " .. x.kind .. ": " .. x.message end })
+end
+
+-- Standard input as LuaSocket's select sees a socket.
+local STDIN = { getfd = function() return 0 end, dirty = function() return false end }
+
+-- `--no-browser`: the person opens the URL anywhere and pastes back the address the browser
+-- was sent to (whose state is checked), its query, or the bare code (no state to check then).
+local function pasted(c, socket, o, state, verifier)
+  local deadline = socket.gettime() + o.wait
+  local line
+  repeat
+    local left = deadline - socket.gettime()
+    if left <= 0 then
+      return nil, failure("timeout", "nothing was pasted within " .. o.wait .. " s")
+    end
+    local ready = socket.select({ STDIN }, nil, math.min(left, 1))
+    if ready and #ready > 0 then
+      line = io.stdin:read("*l")
+      if line == nil then return nil, failure("usage", "no address or code on stdin") end
+      line = line:match("^%s*(.-)%s*$")
+    end
+  until line and line ~= ""
+  if line:find("[?=&]") then return c:handle_callback(line, state, verifier) end
+  return c:exchange_code(line, verifier)
+end
+
+--- Runs the flow with client `c`. `o`: port, redirect_uri, scope, wait (seconds), open,
+-- no_browser, json, out (writes a line to stdout), usage (raises a usage error). Returns the
+-- token, or nil and an error object (kind state_mismatch, access_denied, timeout, listen (the
+-- port is taken), auth, ...) or a message.
 function M.run(c, o)
   local ok, socket = pcall(require, "socket")
   if not ok then
@@ -66,20 +112,34 @@ function M.run(c, o)
     end
   end
   local server, err = socket.bind(host, port)
-  if not server then return nil, "cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err) end
+  if not server then
+    local taken = tostring(err):find("in use", 1, true)
+    return nil, failure("listen", "cannot listen on " .. host .. ":" .. tostring(port) .. ": " ..
+      tostring(err) .. (taken and " (another program has it: try another --port)" or ""))
+  end
   local _, bound = server:getsockname()
   local redirect_uri = o.redirect_uri or ("http://127.0.0.1:" .. bound .. path)
+  if o.no_browser then server:close() end -- nothing comes to it: the address is pasted
   -- PKCE (RFC 7636): the verifier stays in this process, only its S256 challenge is in the URL
   local url, state, verifier = c:authorize_url { scope = o.scope, redirect_uri = redirect_uri }
   if o.json then
     o.out(require("achievers.cli_json").encode({ authorize_url = url, redirect_uri = redirect_uri }))
+  elseif o.no_browser then
+    io.stderr:write("Open this URL in a browser (on any machine) and approve the application:\n")
+    o.out(url)
+    io.stderr:write("The browser is then sent to ", redirect_uri, "?code=... (a page that may not\n",
+      "load); paste that whole address here (or just the code) and press Enter:\n")
   else
     io.stderr:write("Open this URL in a browser and approve the application:\n")
     o.out(url)
     io.stderr:write("Waiting for the browser at ", redirect_uri, " ...\n")
   end
   io.stdout:flush()
-  if o.open then open_browser(url) end
+  if o.no_browser then return pasted(c, socket, o, state, verifier) end
+  if o.open and not open_browser(url) then
+    io.stderr:write("achievers: --open: no xdg-open to open a browser with; open the URL above ",
+      "yourself\n")
+  end
 
   local deadline = socket.gettime() + o.wait
   server:settimeout(0.25)
@@ -106,8 +166,7 @@ function M.run(c, o)
       end
     elseif socket.gettime() > deadline then
       server:close()
-      local e = { kind = "timeout", message = "no redirect came back within " .. o.wait .. " s" }
-      return nil, setmetatable(e, { __tostring = function(x) return "achievers: timeout: " .. x.message end })
+      return nil, failure("timeout", "no redirect came back within " .. o.wait .. " s")
     end
   end
 end

@@ -5,7 +5,9 @@
 -- so a hash collision can never hand one program's token to another.
 --
 -- Plain Lua has no chmod or umask, so files are created by `sh` under `umask 077` and then
--- written: the token is never in a file anyone else can read, not even for a moment.
+-- written: the token is never in a file anyone else can read, not even for a moment. Nor
+-- fsync: lua-posix gives it where it is installed for the Lua in use, coreutils' `sync FILE`
+-- otherwise.
 
 local M = {}
 
@@ -67,7 +69,33 @@ local function dirname(path)
   return path:match("^(.*)/[^/]*$") or "."
 end
 
---- Writes `text` to `path` with mode 0600 (its directory 0700), atomically (temp file, rename).
+-- Flushes the open file `f` (at `path`) to the disk: lua-posix's fsync when it is there
+-- (Debian: lua-posix; not built for every Lua), else coreutils' `sync FILE`, which fsyncs
+-- that file. false when neither could.
+local function fsync(f, path)
+  local ok_u, unistd = pcall(require, "posix.unistd")
+  local ok_s, stdio = pcall(require, "posix.stdio")
+  if ok_u and ok_s and type(unistd) == "table" and type(stdio) == "table" and unistd.fsync and
+      stdio.fileno then
+    local fd = stdio.fileno(f)
+    if fd and unistd.fsync(fd) == 0 then return true end
+  end
+  return run("sync -- " .. M.shquote(path) .. " 2>/dev/null")
+end
+
+-- The temporary files of writes to `path` (path.tmp<digits>) that were never renamed (a save
+-- killed halfway): all of them, or those not touched for a minute (older_only: another save
+-- may be writing its own right now). They may hold a whole token.
+function M.remove_temp_files(path, older_only)
+  local dir, base = dirname(path), path:match("([^/]*)$")
+  run("find " .. M.shquote(dir) .. " -maxdepth 1 -type f -name " .. M.shquote(base .. ".tmp*") ..
+    (older_only and " -mmin +1" or "") .. " -delete 2>/dev/null")
+end
+
+--- Writes `text` to `path` with mode 0600 (its directory 0700), atomically: a temporary file
+-- in the same directory, created 0600, written and flushed to the disk, then renamed over
+-- `path`; a crash leaves the old file or the new one, never half of one. Temporary files a
+-- killed save left behind are removed.
 function M.write_private(path, text)
   local dir = dirname(path)
   local tmp = path .. ".tmp" .. tostring(os.time()) .. tostring(math.random(1e6))
@@ -75,9 +103,18 @@ function M.write_private(path, text)
   if not run("umask 077 && mkdir -p " .. q(dir) .. " && : > " .. q(tmp) .. " && chmod 600 " .. q(tmp)) then
     return nil, "cannot create " .. tmp
   end
+  M.remove_temp_files(path, true)
   local f, err = io.open(tmp, "w")
-  if not f then return nil, err end
+  if not f then
+    os.remove(tmp)
+    return nil, err
+  end
   local ok, werr = f:write(text)
+  if ok then ok, werr = f:flush() end
+  if ok and not fsync(f, tmp) then
+    io.stderr:write("achievers: warning: could not flush ", tmp, " to the disk (no lua-posix, ",
+      "no sync command): a crash now may lose the saved token\n")
+  end
   local cok, cerr = f:close()
   if not ok or not cok then
     os.remove(tmp)
@@ -88,6 +125,7 @@ function M.write_private(path, text)
     os.remove(tmp)
     return nil, rerr
   end
+  run("sync -- " .. q(dir) .. " 2>/dev/null") -- the rename itself, best effort
   return true
 end
 
@@ -147,12 +185,21 @@ function M.load_token(base_url, client_id)
   for k, v in pairs(tok) do
     if v == cjson.null then tok[k] = nil end
   end
+  -- a token goes into an Authorization header: only visible ASCII (RFC 6750's b64token)
+  for _, k in ipairs { "access_token", "refresh_token" } do
+    if tok[k] ~= nil and (type(tok[k]) ~= "string" or not tok[k]:match("^[\33-\126]+$")) then
+      return nil, path, "token file " .. path .. ": its " .. k .. " holds bytes a token may not " ..
+        "(only visible ASCII): not used; run `achievers login` again"
+    end
+  end
   return tok, path
 end
 
---- Removes the saved token; true when there was one.
+--- Removes the saved token, and any temporary file a killed save left; true when there was
+-- a saved token.
 function M.remove_token(base_url, client_id)
   local path = M.token_path(base_url, client_id)
+  if path then M.remove_temp_files(path, false) end
   return path ~= nil and os.remove(path) ~= nil, path
 end
 

@@ -28,8 +28,13 @@ local SECRET_KEYS = {
   secret = true, cookie = true, set_cookie = true,
 }
 
--- URL parameters blanked inside strings ("...?code=abc&state=x" -> "...?code=[redacted]&state=x").
-local SECRET_PARAMS = { "access_token", "refresh_token", "id_token", "client_secret", "code", "password" }
+-- URL parameters blanked inside strings ("...?code=abc&state=x" -> "...?code=[redacted]&state=[redacted]"),
+-- the names compared as the C module's redaction does (encode.c): percent-decoded, in lower
+-- case, `-` read as `_`, so `Access_Token=` and `access%5Ftoken=` are caught too.
+local SECRET_PARAMS = {
+  code = true, state = true, access_token = true, refresh_token = true, client_secret = true,
+  id_token = true, password = true,
+}
 
 local DEFAULTS = {
   indent = "  ",      -- one level of indentation
@@ -44,12 +49,18 @@ local function is_secret_key(k)
   return SECRET_KEYS[(k:lower():gsub("%-", "_"))] == true
 end
 
+local function param_name(raw)
+  local name = raw:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end)
+  return (name:lower():gsub("%-", "_"))
+end
+
 local function redact_params(s)
   if not s:find("=", 1, true) then return s end
-  for _, name in ipairs(SECRET_PARAMS) do
-    s = s:gsub("([?&#]" .. name .. "=)[^&#%s\"']*", "%1" .. REDACTED)
-  end
-  return s
+  return (s:gsub("([?&#;])([^=&#;?%s\"']+)=([^&#;%s\"']*)", function(sep, name, value)
+    if SECRET_PARAMS[param_name(name)] and value ~= REDACTED then
+      return sep .. name .. "=" .. REDACTED
+    end
+  end))
 end
 
 local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\" }

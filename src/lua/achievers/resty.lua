@@ -538,7 +538,7 @@ function M.client(opts)
     conn = {
       connect_timeout = copy.connect_timeout or 10,
       insecure = copy.insecure or false,
-      max_response_size = copy.max_response_size or 32 * 1024 * 1024,
+      max_response_size = copy.max_response_size or 8 * 1024 * 1024, -- as the C client
       proxy = proxy,
       user_agent = copy.user_agent or ("lua-achievers/" .. achievers._VERSION .. " (resty)"),
     },
