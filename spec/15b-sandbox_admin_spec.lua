@@ -444,10 +444,11 @@ describe("achievers-sandbox control surface", function()
     api(prog, "/users?pageSize=2&q=adele", tok)
     local res = curl(prog, "GET", http.AUTHORIZE_PATH .. "?response_type=code&client_id=" .. prog.client_id ..
       "&scope=read&state=st4te-s3cret&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_challenge=ch4llenge-s3cret" ..
+      ("A"):rep(27) .. -- an S256 challenge is 43 characters, else the page is an error redirect
       "&code_challenge_method=S256", {key = false})
     assert.equal(200, res.status)
     secrets[#secrets + 1] = "st4te-s3cret"
-    secrets[#secrets + 1] = "ch4llenge-s3cret"
+    secrets[#secrets + 1] = "ch4llenge-s3cret" .. ("A"):rep(27)
     local code = post(prog, "consent", {state = "an0ther-s3cret"}).json.code
     secrets[#secrets + 1] = code
     secrets[#secrets + 1] = "an0ther-s3cret"

@@ -146,6 +146,25 @@ describe("PKCE (S256)", function()
     assert.has_error(function() sb:consent { code_challenge = "short" } end)
   end)
 
+  it("the control surface's consent takes a code_challenge too", function()
+    local _, _, verifier = c:authorize_url()
+    local function consent(json)
+      local res = assert(http.request(sb, "POST", "/__sandbox/consent",
+        { headers = { ["X-Sandbox-Key"] = sb.admin_key }, json = json }))
+      assert.equals(200, res.status, res.body)
+      return res.json.code
+    end
+    local code = consent { user = "brady.garfinkel", code_challenge = challenge_of(verifier) }
+    local tok, err = c:exchange_code(code)
+    assert.is_nil(tok)
+    assert.equals("invalid_grant", err.code)
+    code = consent { user = "brady.garfinkel", code_challenge = challenge_of(verifier) }
+    assert.is_truthy(c:exchange_code(code, verifier))
+    local bad = assert(http.request(sb, "POST", "/__sandbox/consent",
+      { headers = { ["X-Sandbox-Key"] = sb.admin_key }, json = { code_challenge = "plain-text" } }))
+    assert.equals(400, bad.status)
+  end)
+
   it("pkce = false sends no challenge and no verifier", function()
     local plain = h.client(sb, { scope = "read,write", pkce = false, redirect_uri = sb.url .. "/callback" })
     local url, state, verifier = plain:authorize_url()
