@@ -121,7 +121,8 @@ typedef enum ach_kind {
 	X(DECODE, "decode") \
 	X(STATE_MISMATCH, "state_mismatch") \
 	X(ACCESS_DENIED, "access_denied") \
-	X(REAUTHORIZE, "reauthorize")
+	X(REAUTHORIZE, "reauthorize") \
+	X(CANCELLED, "cancelled")
 #define ACH_KIND_ENUM(e, s) ACH_KIND_##e,
 	ACH_KINDS(ACH_KIND_ENUM)
 #undef ACH_KIND_ENUM
@@ -214,6 +215,7 @@ typedef struct ach_options {
 	double frame_budget; /* seconds of work a poll(0) or an async call may do */
 	int insecure;
 	size_t max_response;
+	double deadline; /* seconds for a whole call, retries and waits included; 0: none */
 } ach_options;
 
 /* What a driver must send. The strings belong to the exchange. */
@@ -317,6 +319,8 @@ struct ach_exchange {
 	int fresh_token;            /* a token request just ended for this exchange: use its token */
 	double wake_at;
 	double started;
+	double deadline_at; /* monotonic; the call fails with kind timeout past it (0: none) */
+	int deadline_hit;   /* it failed because of deadline_at */
 	const char **headers; /* the header lines handed to the driver */
 	ach_buf scratch;      /* building space that __gc frees if a raise interrupts */
 	ach_buf auth_header;
@@ -360,6 +364,10 @@ int ach_exchange_done(const ach_exchange *ex);
 void ach_exchange_watch(ach_exchange *ex, int on);
 /* Detaches the exchange from its slot, the runnable list and the driver. */
 void ach_exchange_cancel(ach_exchange *ex);
+/* Ends a pending exchange now with this failure (req:cancel()): its transfer leaves libcurl,
+ * it leaves the slot's waiters (a token request it waited on goes on for the others). No-op
+ * on a finished exchange or a slot's own token request. Returns 1 when it stopped it. */
+int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message);
 int ach_rate_class(const char *method, const char *url); /* resources.c */
 int ach_method_idempotent(const char *method); /* GET, OPTIONS, HEAD: safe to send again */
 

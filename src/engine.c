@@ -181,6 +181,7 @@ void ach_exchange_init(ach_exchange *ex, ach_core *core, ach_slot *slot, ach_ex_
 		slot->refs++;
 	ex->timeout = core->opt.timeout;
 	ex->started = ach_now();
+	ex->deadline_at = core->opt.deadline > 0 ? ex->started + core->opt.deadline : 0;
 }
 
 static void unlink_runnable(ach_exchange *ex)
@@ -377,6 +378,50 @@ static void fail(ach_exchange *ex, ach_kind kind, const char *message)
 	finish(ex);
 }
 
+/* ---- deadline and cancel --------------------------------------------------------------------- */
+
+/* Sets the failure of a call whose deadline passed (or would pass before its next attempt):
+ * kind timeout, a message that says so and after how many attempts, then the last failure. */
+static void set_deadline_failure(ach_exchange *ex, const char *why)
+{
+	ach_buf m = {0};
+	double secs = ex->deadline_at - ex->started;
+	ach_buf_printf(&m, "the call's deadline (%.3g s) %s after %d attempt%s", secs, why,
+		       ex->attempt, ex->attempt == 1 ? "" : "s");
+	if (ex->message.len > 0)
+		ach_buf_printf(&m, " (last: %s)", ex->message.data);
+	else if (ex->status > 0)
+		ach_buf_printf(&m, " (last: HTTP %ld)", ex->status);
+	ex->failure = ACH_KIND_TIMEOUT;
+	ex->deadline_hit = 1;
+	ach_buf_reset(&ex->message);
+	if (m.data != NULL)
+		ach_buf_add(&ex->message, m.data, m.len);
+	ach_buf_free(&m);
+}
+
+static int past_deadline(const ach_exchange *ex, double now)
+{
+	return ex->deadline_at > 0 && now >= ex->deadline_at;
+}
+
+int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message)
+{
+	if (ex->core == NULL || ex->state == ST_DONE || ex->owned_by_slot)
+		return 0;
+	if (ex->transfer != NULL)
+		ach_driver_cancel(ex->core, ex); /* mid-transfer: libcurl closes that connection */
+	ex->lua_inflight = 0;
+	if (ex->state == ST_BLOCKED)
+		unlink_waiter(ex); /* the token request goes on for the other waiters */
+	ex->status = 0;
+	ex->retry_after = -1;
+	ach_buf_reset(&ex->resp_body);
+	ach_buf_reset(&ex->resp_headers);
+	fail(ex, kind, message);
+	return 1;
+}
+
 /* ---- token requests ------------------------------------------------------------------------- */
 
 static const char *grant_name(ach_grant g)
@@ -552,6 +597,14 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 		case ST_DONE:
 			return ACH_STEP_DONE;
 		case ST_BLOCKED:
+			/* stays runnable only when it has a deadline, to be woken at it */
+			if (past_deadline(ex, now)) {
+				unlink_waiter(ex);
+				set_deadline_failure(ex, "passed while it waited for a token");
+				finish(ex);
+				return ACH_STEP_DONE;
+			}
+			return ex->deadline_at > 0 ? ACH_STEP_WAIT : ACH_STEP_BLOCKED;
 		case ST_SENDING:
 			return ACH_STEP_BLOCKED;
 		case ST_SLEEP:
@@ -561,6 +614,11 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 			continue;
 		case ST_START:
 			break;
+		}
+		if (past_deadline(ex, now) && !ex->owned_by_slot) {
+			set_deadline_failure(ex, "passed");
+			finish(ex);
+			return ACH_STEP_DONE;
 		}
 		if (ex->type == ACH_EX_TOKEN) {
 			if (build_token_request(ex) != 0) {
@@ -606,6 +664,8 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 				ex->state = ST_BLOCKED;
 				ex->next_waiter = s->waiters;
 				s->waiters = ex;
+				if (ex->deadline_at > 0)
+					return ACH_STEP_WAIT; /* woken at its deadline (ach_exchange_wake) */
 				unlink_runnable(ex);
 				return ACH_STEP_BLOCKED;
 			}
@@ -617,6 +677,11 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 			}
 		}
 		if (s != NULL && (wait = governor_wait(s, ex->rate_class, now)) > 0) {
+			if (ex->deadline_at > 0 && now + wait >= ex->deadline_at) {
+				set_deadline_failure(ex, "would pass while rate-limit pacing held it");
+				finish(ex);
+				return ACH_STEP_DONE;
+			}
 			ex->state = ST_SLEEP;
 			ex->wake_at = now + wait;
 			ach_hook_rate_limit(ex->core, ex, wait);
@@ -640,6 +705,8 @@ int ach_exchange_waits_on_slot(const ach_exchange *ex)
 
 double ach_exchange_wake(const ach_exchange *ex)
 {
+	if (ex->state == ST_BLOCKED && ex->deadline_at > 0)
+		return ex->deadline_at;
 	return ex->state == ST_SLEEP ? ex->wake_at : 0;
 }
 
@@ -668,6 +735,12 @@ void ach_exchange_request(ach_exchange *ex, ach_http_request *req)
 	req->body = ex->body.data;
 	req->body_len = ex->body.len;
 	req->timeout = ex->timeout;
+	if (ex->deadline_at > 0) {
+		/* an attempt never runs past the call's deadline */
+		double left = ex->deadline_at - ach_now();
+		if (left < req->timeout)
+			req->timeout = left > 0.001 ? left : 0.001;
+	}
 	req->attempt = ex->attempt;
 }
 
@@ -899,6 +972,7 @@ static void token_fetch_done(ach_exchange *t, double now)
 			w->status = t->status;
 			w->retry_after = t->retry_after;
 			w->token_failed = 1;
+			w->attempt += t->attempt; /* the attempts made for it */
 			ach_buf_reset(&w->resp_body);
 			ach_buf_reset(&w->resp_headers);
 			ach_buf_reset(&w->message);
@@ -971,6 +1045,8 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		ach_buf_add(&ex->resp_body, r->body, r->body_len);
 	}
 	ach_hook_trace(ex->core, ex, r->failure != ACH_KIND_NONE ? "error" : "response", r);
+	if (ex->state == ST_DONE)
+		return; /* the hook cancelled it */
 
 	if (r->failure == ACH_KIND_NONE) {
 		v = ach_header_find(ex->resp_headers.data, ex->resp_headers.len, "Date", &vlen);
@@ -1025,6 +1101,15 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		if (delay > o->retry_max_wait)
 			retry = 0;
 	} else {
+		retry = 0;
+	}
+	if (ex->deadline_at > 0 && r->failure != ACH_KIND_NONE && past_deadline(ex, now + 0.002)) {
+		set_deadline_failure(ex, "passed"); /* the attempt's timeout was cut to the deadline */
+		retry = 0;
+	} else if (retry && ex->deadline_at > 0 && now + delay >= ex->deadline_at) {
+		/* a retry whose wait would pass the deadline is not attempted */
+		if (r->failure == ACH_KIND_TIMEOUT)
+			set_deadline_failure(ex, "would pass before a retry");
 		retry = 0;
 	}
 	if (retry) {
