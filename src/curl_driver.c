@@ -350,6 +350,30 @@ static ach_kind failure_kind(CURLcode rc)
 
 static int driver_loop(ach_core *core, ach_exchange *target, double until);
 
+/* What to do about a TLS failure, from libcurl's (OpenSSL's) message: advice that matches it.
+ * "insecure = true" is only offered for certificate problems, never for a port that does not
+ * speak TLS at all, where it would not help. */
+static const char *tls_advice(const char *m)
+{
+	if (strstr(m, "wrong version number") != NULL || strstr(m, "packet length too long") != NULL ||
+	    strstr(m, "record layer failure") != NULL || strstr(m, "http request") != NULL)
+		return " (TLS: the port seems to speak plain HTTP, not TLS: check the port in "
+		       "base_url, or use http:// for a local server)";
+	if (strstr(m, "subject name") != NULL || strstr(m, "host name") != NULL ||
+	    strstr(m, "hostname") != NULL)
+		return " (TLS: the server's certificate is not for this host name: use a name it "
+		       "lists in base_url; trusting its CA with ca_file does not change that, "
+		       "insecure = true turns verification off)";
+	if (strstr(m, "protocol") != NULL || strstr(m, "no protocols available") != NULL)
+		return " (TLS: the server offers no TLS 1.2 or later, which this client requires)";
+	if (strstr(m, "certificate") != NULL || strstr(m, "CA") != NULL ||
+	    strstr(m, "issuer") != NULL || strstr(m, "verify") != NULL)
+		return " (TLS: the server's certificate is not trusted: give the CA that signed it "
+		       "with ca_file, or set insecure = true to turn verification off)";
+	return " (TLS: the handshake failed: check the server's certificate; give the CA that "
+	       "signed it with ca_file, or set insecure = true to turn verification off)";
+}
+
 /* Hands a finished transfer's answer to its exchange. */
 static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 {
@@ -374,13 +398,8 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 		    rc == CURLE_COULDNT_RESOLVE_PROXY || sent == 0)
 			r.reached = 0;
 		ach_buf_adds(&msg, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
-		if (r.failure == ACH_KIND_TLS && strstr(msg.data ? msg.data : "", "protocol") != NULL)
-			ach_buf_adds(&msg, " (TLS: the server offers no TLS 1.2 or later, which this "
-					   "client requires)");
-		else if (r.failure == ACH_KIND_TLS)
-			ach_buf_adds(&msg, " (TLS: check the server's certificate; give the CA that "
-					   "signed it with ca_file, or set insecure = true to turn "
-					   "verification off)");
+		if (r.failure == ACH_KIND_TLS)
+			ach_buf_adds(&msg, tls_advice(msg.data ? msg.data : ""));
 	} else {
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.status);
 	}
