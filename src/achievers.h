@@ -321,6 +321,7 @@ struct ach_exchange {
 	double started;
 	double deadline_at; /* monotonic; the call fails with kind timeout past it (0: none) */
 	int deadline_hit;   /* it failed because of deadline_at */
+	int warm;           /* client:warm's request: opens a connection, no hooks see it */
 	const char **headers; /* the header lines handed to the driver */
 	ach_buf scratch;      /* building space that __gc frees if a raise interrupts */
 	ach_buf auth_header;

@@ -171,7 +171,7 @@ void ach_hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_
 {
 	lua_State *L = c->L;
 	int top, ev, i;
-	if (L == NULL)
+	if (L == NULL || ex->warm)
 		return;
 	top = lua_gettop(L);
 	if (push_root_field(L, c, "recorder")) /* record option (record.c) */
@@ -981,6 +981,59 @@ static int client_post(lua_State *L)
 	return ach_client_request(L);
 }
 
+/* client:warm([n]): opens up to n (default 1, at most max_concurrency) keep-alive connections
+ * to base_url's host, TLS handshakes done, before the frame loop needs them; blocks until they
+ * are up. Each is a HEAD of the API root without a token (an answer without side effects,
+ * whatever its status): libcurl does not reuse a CURLOPT_CONNECT_ONLY connection for later
+ * transfers, so a real request is what leaves a connection in the cache. Returns how many got
+ * an answer (so have a connection ready). No hook or recording sees these requests. */
+static int client_warm(lua_State *L)
+{
+	client *c = check_client(L, 1);
+	ach_core *core = c->core;
+	const ach_options *o = &core->opt;
+	lua_Integer n = luaL_optinteger(L, 2, 1);
+	int i, first, ready = 0;
+	luaL_argcheck(L, n >= 1, 2, "n must be >= 1");
+	if (n > o->max_concurrency)
+		n = o->max_concurrency;
+	ach_check_not_in_hook(L, core, "client:warm");
+	lua_settop(L, 1);
+	first = lua_gettop(L) + 1;
+	for (i = 0; i < (int)n; i++) {
+		ach_exchange *ex = ach_request_push(L, 1, ACH_EX_API);
+		ach_slot_unref(ex->slot); /* no token, no pacing: nothing of the slot's is used */
+		ex->slot = NULL;
+		ex->warm = 1;
+		ex->method = dup_or_raise(L, "HEAD");
+		if (ach_buf_adds(&ex->scratch, o->base.origin) || ach_buf_adds(&ex->scratch, o->base.path) ||
+		    ach_buf_adds(&ex->scratch, ACH_API_PREFIX) ||
+		    (ex->url = ach_buf_take(&ex->scratch)) == NULL)
+			ach_nomem(L);
+		if (ex->deadline_at == 0)
+			ex->deadline_at = ex->started + o->connect_timeout + o->timeout;
+	}
+	core->L = L;
+	for (i = 0; i < (int)n; i++)
+		ach_exchange_schedule(ach_request_exchange(L, first + i));
+	for (i = 0; i < (int)n; i++) {
+		ach_exchange *ex = ach_request_exchange(L, first + i);
+		while (!ach_exchange_done(ex)) {
+			ach_driver_run(core, ex, INFINITY, INFINITY);
+			if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL)
+				return luaL_error(L, "achievers: internal error: client:warm stalled");
+		}
+	}
+	ach_raise_hook_error(L, core);
+	for (i = 0; i < (int)n; i++) {
+		ach_exchange *ex = ach_request_exchange(L, first + i);
+		ready += ex->status > 0;
+		ach_exchange_trim(ex);
+	}
+	lua_pushinteger(L, ready);
+	return 1;
+}
+
 /* ---- tokens and the authorization code flow --------------------------------------------------------------- */
 
 static int client_token(lua_State *L)
@@ -1327,6 +1380,7 @@ void ach_client_open(lua_State *L)
 		{"handle_callback", client_handle_callback},
 		{"exchange_code", client_exchange_code},
 		{"with_token", client_with_token},
+		{"warm", client_warm},
 		{"_refresh_token", client_refresh_token},
 		{NULL, NULL},
 	};

@@ -309,6 +309,10 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 	 * no answer; for a request that must not run twice, use a connection of its own. */
 	if (!ach_method_idempotent(req.method) && ex->type == ACH_EX_API)
 		curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
+	/* client:warm: each of its requests opens a connection of its own (on a fast server they
+	 * would otherwise follow one another on one), which then stays in the cache */
+	if (ex->warm)
+		curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
 
 	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
 		transfer_recycle(d, t); /* removes nothing: it was never added */
