@@ -363,6 +363,10 @@ static const char *tls_advice(const char *m)
 	    strstr(m, "record layer failure") != NULL || strstr(m, "http request") != NULL)
 		return " (TLS: the port seems to speak plain HTTP, not TLS: check the port in "
 		       "base_url, or use http:// for a local server)";
+	if (strstr(m, "SSL_ERROR_SYSCALL") != NULL || strstr(m, "unexpected eof") != NULL ||
+	    strstr(m, "Connection reset") != NULL)
+		return " (TLS: the server closed the connection during the handshake: the port may "
+		       "speak plain HTTP, not TLS; check the port in base_url)";
 	if (strstr(m, "subject name") != NULL || strstr(m, "host name") != NULL ||
 	    strstr(m, "hostname") != NULL)
 		return " (TLS: the server's certificate is not for this host name: use a name it "
@@ -370,8 +374,8 @@ static const char *tls_advice(const char *m)
 		       "insecure = true turns verification off)";
 	if (strstr(m, "protocol") != NULL || strstr(m, "no protocols available") != NULL)
 		return " (TLS: the server offers no TLS 1.2 or later, which this client requires)";
-	if (strstr(m, "certificate") != NULL || strstr(m, "CA") != NULL ||
-	    strstr(m, "issuer") != NULL || strstr(m, "verify") != NULL)
+	if (strstr(m, "certificate") != NULL || strstr(m, "issuer") != NULL ||
+	    strstr(m, "verify") != NULL)
 		return " (TLS: the server's certificate is not trusted: give the CA that signed it "
 		       "with ca_file, or set insecure = true to turn verification off)";
 	return " (TLS: the handshake failed: check the server's certificate; give the CA that "
