@@ -1,4 +1,4 @@
--- Retries and 401 recovery (DESIGN.md, Reliability), proved with the sandbox's faults and its
+-- Retries and 401 recovery (README, Errors; doc/design.md), proved with the sandbox's faults and its
 -- counters: what is retried, how often, after how long, and that a POST never runs twice.
 local h = require("helpers")
 local r = require("support.reliability")

@@ -1,7 +1,7 @@
 /*
  * achievers.h: the module's internal interfaces.
  *
- * Layers (see DESIGN.md):
+ * Layers (see doc/design.md):
  *   buf.c, encode.c, json.c   bytes, URLs, forms, JSON <-> Lua
  *   error.c, token.c          the error and token objects of the public contract
  *   engine.c                  exchanges: the policy of one logical call, no I/O

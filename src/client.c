@@ -474,20 +474,30 @@ static int proxy_on_loopback(const char *p)
  * policy is the driver's (curl_driver.c, start_transfer). */
 static void opt_proxy(lua_State *L, int opts, ach_options *o, int allow_http)
 {
-	lua_getfield(L, opts, "proxy");
+	lua_getfield(L, opts, "proxy"); /* read once: the value is checked and copied from here */
 	if (lua_type(L, -1) == LUA_TBOOLEAN) {
 		if (lua_toboolean(L, -1))
 			luaL_error(L, "achievers.client: option 'proxy' must be a proxy URL, or false for "
 				      "none");
+		o->proxy = ach_strdup("");
+	} else if (lua_type(L, -1) == LUA_TSTRING) {
+		size_t n;
+		const char *v = lua_tolstring(L, -1, &n);
+		if (strlen(v) != n)
+			luaL_error(L, "achievers.client: option 'proxy' must not contain NUL");
+		ach_check_header_safe(L, v, n, "achievers.client: option 'proxy'");
+		o->proxy = ach_strdup(v);
+	} else if (!lua_isnil(L, -1)) {
+		luaL_error(L, "achievers.client: option 'proxy' must be a proxy URL, or false for none "
+			      "(got %s)", luaL_typename(L, -1));
+	} else {
 		lua_pop(L, 1);
-		if ((o->proxy = ach_strdup("")) == NULL)
-			ach_nomem(L);
 		return;
 	}
 	lua_pop(L, 1);
-	o->proxy = opt_string(L, opts, "proxy");
-	if (o->proxy != NULL && o->proxy[0] != '\0' && !o->base.https && !allow_http &&
-	    !proxy_on_loopback(o->proxy))
+	if (o->proxy == NULL)
+		ach_nomem(L);
+	if (o->proxy[0] != '\0' && !o->base.https && !allow_http && !proxy_on_loopback(o->proxy))
 		luaL_error(L, "achievers.client: option 'proxy' is not on loopback and base_url uses "
 			      "http://: the proxy would read the client secret and tokens; use https://, "
 			      "a proxy on loopback, or set allow_http = true");

@@ -1,6 +1,6 @@
 /*
  * result.c: turns a finished exchange into Lua values: the decoded answer (or a token
- * object), or nil and an error object whose kind follows DESIGN.md. Bad answers (not JSON,
+ * object), or nil and an error object whose kind follows doc/achievers.luadoc (errors). Bad answers (not JSON,
  * truncated, an HTML error page, an empty 200) become `decode` errors, never raises.
  */
 #include <ctype.h>

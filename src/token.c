@@ -88,6 +88,17 @@ static const char *bad_token_field(lua_State *L, int idx)
 	return NULL;
 }
 
+/* Raises unless the string on the stack top is a token's: visible ASCII only (so no NUL either,
+ * which would cut the copy short). */
+static void check_token_string(lua_State *L, const char *name)
+{
+	size_t n;
+	const char *s = lua_tolstring(L, -1, &n);
+	if (!token_chars_ok(s, n))
+		luaL_error(L, "token table: %s must hold only visible ASCII (no spaces, CR, LF, NUL "
+			      "or control bytes)", name);
+}
+
 /* The copies that are kept: a table whose fields change between two reads is checked too. */
 static const char *bad_token_data(const ach_token_data *t)
 {
@@ -188,12 +199,10 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	int top = lua_gettop(L);
 	idx = lua_absindex(L, idx);
 	luaL_checktype(L, idx, LUA_TTABLE);
-	if (bad_token_field(L, idx) != NULL)
-		luaL_error(L, "token table: %s must hold only visible ASCII (no spaces, CR, LF, NUL "
-			      "or control bytes)", bad_token_field(L, idx));
 	access = opt_string_field(L, idx, "access_token");
 	if (access == NULL || access[0] == '\0')
 		luaL_error(L, "token table: access_token must be a non-empty string");
+	check_token_string(L, "access_token"); /* the value read, still on the stack: read once */
 	lua_getfield(L, idx, "expires_at");
 	if (!lua_isnumber(L, -1))
 		luaL_error(L, "token table: expires_at must be a number (UNIX time)");
@@ -207,6 +216,8 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	scope = opt_string_field(L, idx, "scope");
 	grant = opt_string_field(L, idx, "grant_type");
 	refresh = opt_string_field(L, idx, "refresh_token");
+	if (refresh != NULL)
+		check_token_string(L, "refresh_token");
 	if (type != NULL && strcasecmp(type, "bearer") != 0)
 		luaL_error(L, "token table: token_type must be bearer");
 	if (grant != NULL && strcmp(grant, "client_credentials") != 0 &&

@@ -117,6 +117,7 @@ struct sbx_request {
     int too_big;    /* the body passed `limit` */
     unsigned long long received;   /* body bytes seen, kept or not */
     int answered;   /* a response was queued before the body was read */
+    long long started_us;   /* monotonic clock when the request line arrived (access log) */
 };
 const char *sbx_req_header(const struct sbx_request *r, const char *lname);
 /* The media type without parameters, lower case, e.g. "application/json"; "" when absent. */
@@ -439,6 +440,8 @@ struct sbx_server {
     int expires_relative, rate_limit, refresh_tokens;
     struct sbx_limit heavy, normal;
     int start_latency_ms;
+    char *admin_key;                    /* the control surface's key (admin.c) */
+    FILE *access_log;                   /* --log: one line per request, or NULL */
 
     /* state, guarded by lock */
     int latency_ms;
@@ -456,6 +459,7 @@ struct sbx_server {
     size_t ncodes, codes_cap;
     struct sbx_window *windows;
     size_t nwindows, windows_cap;
+    unsigned long long log_seq;         /* requests logged since start (never reset) */
     char mhd_log[256];                  /* libmicrohttpd's last message */
     struct sbx_replay *replay;          /* answers from a recording (replay.c), or NULL */
 };
@@ -478,5 +482,13 @@ int sbx_uri_loopback(const struct sbx_uri *u);          /* host 127.0.0.1, local
    on, any http URI on a loopback host and any port. */
 int sbx_redirect_allowed(const struct sbx_server *s, const char *uri);
 void sbx_log_clear(struct sbx_server *s);  /* forgets the request log; lock held */
+
+/* ---- the control surface, /__sandbox/... (admin.c) ------------------------------------------ */
+
+/* Is this raw path the control surface's (/__sandbox or below)? */
+int sbx_admin_path(const char *path);
+/* Answers a control request (Host check, admin key, then the control). Lock NOT held: the
+   controls take it themselves. */
+void sbx_admin_handle(struct sbx_server *s, const struct sbx_request *r, struct sbx_reply *rp);
 
 #endif

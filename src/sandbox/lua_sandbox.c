@@ -1,7 +1,8 @@
 /*
  * lua_sandbox.c: the `achievers.sandbox` Lua module. `start{...}` runs an emulator on its own
  * threads and returns an object of type `achievers.sandbox` with the fields url, port,
- * client_id, client_secret, redirect_uri and the control methods of DESIGN.md ("Sandbox"). Misuse (unknown
+ * client_id, client_secret, redirect_uri, admin_key and the control methods of
+ * doc/sandbox.luadoc. Misuse (unknown
  * option, wrong type, unknown user) raises; a server that cannot start returns nil, message.
  */
 #include <stdio.h>
@@ -38,6 +39,7 @@ static const struct {
     {"refresh_tokens", LUA_TBOOLEAN}, {"limits", LUA_TTABLE},   {"loopback_redirects", LUA_TBOOLEAN},
     {"strict", LUA_TBOOLEAN},      {"user_budget", LUA_TNUMBER},   {"program_budget", LUA_TNUMBER},
     {"replay", LUA_TSTRING},       {"replay_mode", LUA_TSTRING},   /* replay.c */
+    {"admin_key", LUA_TSTRING},    /* admin.c */
 };
 
 /* Raises unless every key of the table at `idx` is a known option of the right type. */
@@ -179,6 +181,9 @@ static int l_start(lua_State *L)
     cfg.user_budget = (long long)opt_integer(L, 1, "user_budget", -1, 0, 1000000000, fn);
     cfg.program_budget = (long long)opt_integer(L, 1, "program_budget", -1, 0, 1000000000, fn);
     opt_limits(L, 1, &cfg);
+    cfg.admin_key = opt_string(L, 1, "admin_key");
+    if (cfg.admin_key != NULL && !sbx_admin_key_valid(cfg.admin_key, err, sizeof err))
+        luaL_error(L, "%s: option 'admin_key': %s", fn, err);
     replay = opt_string(L, 1, "replay");   /* replay.c */
     if (!sbx_replay_mode_parse(opt_string(L, 1, "replay_mode"), &replay_mode) ||
         (replay == NULL && opt_string(L, 1, "replay_mode") != NULL))
@@ -215,6 +220,8 @@ static int l_start(lua_State *L)
     lua_setfield(L, -2, "client_secret");
     lua_pushstring(L, sbx_redirect_uri(u->s));
     lua_setfield(L, -2, "redirect_uri");
+    lua_pushstring(L, sbx_admin_key(u->s));
+    lua_setfield(L, -2, "admin_key");
     lua_pop(L, 1);
     return 1;
 }
@@ -424,7 +431,9 @@ static int l_requests(lua_State *L)
     /* a raise below would leak `v`: make room first, pushing strings can only fail on memory */
     lua_createtable(L, (int)n, 0);
     for (i = 0; i < n; i++) {
-        lua_createtable(L, 0, 7);
+        lua_createtable(L, 0, 8);
+        lua_pushinteger(L, (lua_Integer)v[i].seq);
+        lua_setfield(L, -2, "seq");
         lua_pushstring(L, v[i].method);
         lua_setfield(L, -2, "method");
         lua_pushstring(L, v[i].path);
@@ -497,7 +506,8 @@ static int l_tostring(lua_State *L)
     return 1;
 }
 
-/* __index: fields (url, port, client_id, client_secret, redirect_uri) from the user value, then methods. */
+/* __index: fields (url, port, client_id, client_secret, redirect_uri, admin_key) from the user
+   value, then methods. */
 static int l_index(lua_State *L)
 {
     luaL_checkudata(L, 1, SBX_TYPE);

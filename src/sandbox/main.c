@@ -1,6 +1,7 @@
 /*
  * main.c: the achievers-sandbox program. Runs the emulator in the foreground on 127.0.0.1,
- * prints its URL and the client credentials it accepts, and serves until SIGINT or SIGTERM.
+ * prints its URL, the client credentials it accepts and the key of its control surface
+ * (/__sandbox/..., admin.c), and serves until SIGINT or SIGTERM; with --log, one line per request.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ static void usage(FILE *out)
           "                         [--loopback-redirects] [--refresh-tokens] [--strict]\n"
           "                         [--user-budget POINTS] [--program-budget POINTS] [--evidence]\n"
           "                         [--replay FILE [--replay-strict] | --seed-from FILE]\n"
+          "                         [--admin-key KEY] [--log]\n"
           "\n"
           "Runs a local emulator of the Achievers Open API v5 on 127.0.0.1 until interrupted.\n"
           "  --port N            port to listen on (default 8080; 0 picks a free one)\n"
@@ -45,7 +47,28 @@ static void usage(FILE *out)
           "                      with their recorded answers; others as the sandbox would\n"
           "  --replay-strict     ... and others with a 501 naming the nearest recorded request\n"
           "  --seed-from FILE    import the users and recognitions recorded in FILE\n"
-          "  --help              this text\n",
+          "  --admin-key KEY     the key of the control surface (default: a random one, printed\n"
+          "                      as admin_key); 16 to 256 of A-Z a-z 0-9 - . _ ~ + /\n"
+          "  --log               print one line per request: METHOD PATH STATUS MSms (query\n"
+          "                      values other than paging ones shown as *; no header or body)\n"
+          "  --help              this text\n"
+          "\n"
+          "Control surface, for tests in any language: on the same port, under /__sandbox/, with\n"
+          "the admin key in an 'Authorization: Bearer KEY' or 'X-Sandbox-Key: KEY' header (never\n"
+          "in the URL), from a loopback Host only. JSON in and out; GET reads, POST changes:\n"
+          "  GET  /__sandbox/stats       counters and the clock\n"
+          "  GET  /__sandbox/requests    the request log (?since=SEQ: only newer requests)\n"
+          "  POST /__sandbox/consent     {user, scope, redirect_uri, state} -> {code, location}\n"
+          "  POST /__sandbox/fail        {count, status, retry_after, drop, path, body, content_type}\n"
+          "  POST /__sandbox/advance     {seconds}: move the clock on\n"
+          "  POST /__sandbox/latency     {ms}: delay before every API answer\n"
+          "  POST /__sandbox/revoke      {token}, or {} for every token\n"
+          "  POST /__sandbox/reset       a fresh state\n"
+          "  GET  /__sandbox/budget      ?user=NAME (else the program's account)\n"
+          "  POST /__sandbox/budget      {user, points}\n"
+          "Control requests are not counted in the stats, not rate limited, not in the request\n"
+          "log, and never failed or delayed. Example:\n"
+          "  curl -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8080/__sandbox/stats\n",
           out);
 }
 
@@ -109,6 +132,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--loopback-redirects") == 0) {
             cfg.loopback_redirects = 1;
             takes = 0;
+        } else if (strcmp(a, "--log") == 0) {
+            cfg.access_log = stdout;
+            takes = 0;
         } else if (strcmp(a, "--strict") == 0) {
             cfg.strict = 1;
             takes = 0;
@@ -161,6 +187,12 @@ int main(int argc, char **argv)
             cfg.client_secret = next;
         } else if (strcmp(a, "--redirect-uri") == 0) {
             cfg.redirect_uri = next;
+        } else if (strcmp(a, "--admin-key") == 0) {
+            if (!sbx_admin_key_valid(next, err, sizeof err)) {
+                fprintf(stderr, "achievers-sandbox: %s\n", err);   /* never echo the key */
+                goto bad;
+            }
+            cfg.admin_key = next;
         } else {
             fprintf(stderr, "achievers-sandbox: unknown option %s\n", a);
             goto bad;
@@ -202,9 +234,12 @@ bad_value:
            "url: %s\n"
            "client_id: %s\n"
            "client_secret: %s\n"
+           "admin_key: %s\n"
            "token endpoint: %s/oauth/v2/openIDConnectClient/token\n"
-           "API: %s/api/v5\n",
-           sbx_url(s), sbx_client_id(s), sbx_client_secret(s), sbx_url(s), sbx_url(s));
+           "API: %s/api/v5\n"
+           "control: %s/__sandbox (Authorization: Bearer <admin_key>)\n",
+           sbx_url(s), sbx_client_id(s), sbx_client_secret(s), sbx_admin_key(s), sbx_url(s),
+           sbx_url(s), sbx_url(s));
     fflush(stdout);
     sigwait(&set, &sig);
     sbx_stop(s);

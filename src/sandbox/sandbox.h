@@ -35,6 +35,8 @@ struct sbx_config {
     int strict;                  /* serve no field classed INFERRED (evidence.h) */
     long long user_budget;       /* every user's points budget; < 0: the seed's (by role) */
     long long program_budget;    /* the program's account for achievement points; < 0: seed's */
+    const char *admin_key;       /* the control surface's key (admin.c); NULL: random 32 hex */
+    FILE *access_log;            /* one line per request (method, path, status, ms), or NULL */
 };
 
 #define SBX_DEFAULT_REDIRECT_URI "http://127.0.0.1:8910/callback"
@@ -56,6 +58,13 @@ int sbx_port(const struct sbx_server *s);
 const char *sbx_client_id(const struct sbx_server *s);
 const char *sbx_client_secret(const struct sbx_server *s);
 const char *sbx_redirect_uri(const struct sbx_server *s);
+const char *sbx_admin_key(const struct sbx_server *s);
+
+/*
+ * An admin key given by the user: 16 to 256 characters of the bearer token alphabet
+ * (A-Z a-z 0-9 - . _ ~ + /). 1 ok, 0 not (with the reason in `err`).
+ */
+int sbx_admin_key_valid(const char *key, char *err, size_t errlen);
 
 /*
  * An authorization code as if `user` had approved `scope` in the consent page. `redirect_uri`
@@ -112,6 +121,7 @@ struct sbx_logged_header {
     char *value;
 };
 struct sbx_logged {
+    unsigned long long seq;     /* 1 for the first request logged since start, never reused */
     char *method;
     char *path;     /* raw, as received, without the query */
     char *query;    /* raw query string, "" when none */

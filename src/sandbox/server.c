@@ -54,6 +54,14 @@ long long sbx_now(struct sbx_server *s)
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
+static long long monotonic_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static struct sbx_request *request_new(const char *uri)
 {
     struct sbx_request *r = calloc(1, sizeof *r);
@@ -69,6 +77,7 @@ static struct sbx_request *request_new(const char *uri)
     q = strchr(r->raw_uri, '?');
     r->path = q ? sbx_memdup(r->raw_uri, (size_t)(q - r->raw_uri)) : sbx_strdup(r->raw_uri);
     r->query = sbx_strdup(q ? q + 1 : "");
+    r->started_us = monotonic_us();
     return r;
 }
 
@@ -228,6 +237,7 @@ static void log_request(struct sbx_server *s, const struct sbx_request *r)
     if (logged_copy(slot, r->method, r->path, r->query, r->headers, r->nheaders, r->body.data,
                     r->body.len, r->received) != 0)
         return;
+    slot->seq = ++s->log_seq;
     s->log_next = (s->log_next + 1) % SBX_LOG_SIZE;
     if (s->log_count < SBX_LOG_SIZE)
         s->log_count++;
@@ -265,6 +275,7 @@ int sbx_requests_get(struct sbx_server *s, struct sbx_logged **out, size_t *n)
                 rc = -1;
                 break;
             }
+            v[i].seq = l->seq;
         }
     }
     pthread_mutex_unlock(&s->lock);
@@ -282,6 +293,118 @@ void sbx_requests_free(struct sbx_logged *v, size_t n)
     for (i = 0; i < n; i++)
         logged_free(&v[i]);
     free(v);
+}
+
+/* ---- the access log (--log) ---------------------------------------------------------------- */
+
+/* Query parameters whose values the access log shows; every other value is written as `*`,
+   since codes, states, tokens, credentials or search terms may be in it. */
+static const char *const shown_params[] = {
+    "page", "pageSize", "useUserIds", "userId", "response_type", "scope", "since",
+    "code_challenge_method", NULL,
+};
+
+/* Appends at most `max` of the `n` bytes at `p`, printable ASCII as is and
+   anything else %-escaped, so that a line of the log stays one line. */
+static void log_bytes(struct sbx_buf *b, const char *p, size_t n, size_t max)
+{
+    size_t i;
+
+    for (i = 0; i < n && i < max; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch > 0x20 && ch < 0x7f)
+            sbx_buf_add(b, p + i, 1);
+        else
+            sbx_buf_addf(b, "%%%02X", ch);
+    }
+    if (n > max)
+        sbx_buf_add(b, "...", 3);
+}
+
+static int shown_param(const char *name, size_t n)
+{
+    const char *const *p;
+
+    for (p = shown_params; *p != NULL; p++)
+        if (strlen(*p) == n && memcmp(*p, name, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* One line: METHOD PATH[?QUERY] STATUS MSms, STATUS being "drop" for a dropped connection.
+   Never a header or a body, so no token, key or secret; query values as in shown_params. */
+static void access_log(struct sbx_server *s, const struct sbx_request *r, int status)
+{
+    struct sbx_buf b = {0};
+    const char *q = r->query;
+    long long us = monotonic_us() - r->started_us;
+
+    if (s->access_log == NULL)
+        return;
+    log_bytes(&b, r->method ? r->method : "-", strlen(r->method ? r->method : "-"), 16);
+    sbx_buf_add(&b, " ", 1);
+    log_bytes(&b, r->path, strlen(r->path), 256);
+    if (*q != '\0') {
+        int first = 1;
+        sbx_buf_add(&b, "?", 1);
+        while (*q != '\0') {
+            size_t len = strcspn(q, "&"), nlen = strcspn(q, "=&");
+            if (!first)
+                sbx_buf_add(&b, "&", 1);
+            first = 0;
+            log_bytes(&b, q, nlen, 64);
+            if (nlen < len) {
+                sbx_buf_add(&b, "=", 1);
+                if (shown_param(q, nlen))
+                    log_bytes(&b, q + nlen + 1, len - nlen - 1, 64);
+                else
+                    sbx_buf_add(&b, "*", 1);
+            }
+            q += len;
+            if (*q == '&')
+                q++;
+        }
+    }
+    if (status > 0)
+        sbx_buf_addf(&b, " %d %lldms", status, us / 1000);
+    else
+        sbx_buf_addf(&b, " drop %lldms", us / 1000);
+    if (b.data != NULL) {
+        /* one call per line: stdio's lock keeps lines from several threads whole */
+        fprintf(s->access_log, "%s\n", b.data);
+        fflush(s->access_log);
+    }
+    sbx_buf_free(&b);
+}
+
+/* ---- connections ------------------------------------------------------------------------------ */
+
+/*
+ * `connections` counts the connections of API traffic: one opened only for control requests is
+ * taken out of the count at its first request, and put back if API requests follow on it. The
+ * state lives in the connection's socket context (on_connection allocates it).
+ */
+enum { CONN_FRESH, CONN_API, CONN_CONTROL_ONLY };
+
+static void connection_mark(struct sbx_server *s, struct MHD_Connection *conn, int control)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    int *state = info ? info->socket_context : NULL;
+
+    if (state == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (control && *state == CONN_FRESH) {
+        *state = CONN_CONTROL_ONLY;
+        if (s->connections > 0)
+            s->connections--;
+    } else if (!control && *state != CONN_API) {
+        if (*state == CONN_CONTROL_ONLY)
+            s->connections++;
+        *state = CONN_API;
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- answering ---------------------------------------------------------------------------- */
@@ -363,7 +486,18 @@ static enum MHD_Result handle_request(struct sbx_server *s, struct MHD_Connectio
     size_t fault_len = 0;
     int is_api = strncmp(r->path, "/api/v5/", 8) == 0 || strcmp(r->path, "/api/v5") == 0;
     long route;
+    enum MHD_Result ret;
 
+    if (sbx_admin_path(r->path)) {
+        /* the control surface: not counted, logged, delayed, limited or failed (admin.c) */
+        connection_mark(s, conn, 1);
+        sbx_admin_handle(s, r, &rp);
+        status = rp.status;
+        ret = send_reply(s, conn, &rp);
+        access_log(s, r, status);
+        return ret;
+    }
+    connection_mark(s, conn, 0);
     r->dpath = path_decode(r->path);
     route = sbx_route_index(r->dpath, r->method);
     pthread_mutex_lock(&s->lock);
@@ -396,6 +530,7 @@ static enum MHD_Result handle_request(struct sbx_server *s, struct MHD_Connectio
     if (drop) {
         free(fault_body);
         free(fault_ctype);
+        access_log(s, r, 0);
         return MHD_NO;
     }
     if (fault && fault_body != NULL) {
@@ -431,7 +566,10 @@ static enum MHD_Result handle_request(struct sbx_server *s, struct MHD_Connectio
             sbx_reply_drop_field(&rp);
     }
     free(fault_ctype);
-    return send_reply(s, conn, &rp);
+    status = rp.status;
+    ret = send_reply(s, conn, &rp);
+    access_log(s, r, status);
+    return ret;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -522,11 +660,14 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     struct sbx_server *s = cls;
 
     (void)conn;
-    (void)socket_context;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(int));   /* CONN_FRESH; NULL: always counted */
         pthread_mutex_lock(&s->lock);
         s->connections++;
         pthread_mutex_unlock(&s->lock);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        free(*socket_context);
+        *socket_context = NULL;
     }
 }
 
@@ -589,6 +730,7 @@ static void server_free(struct sbx_server *s)
     free(s->redirect_uri);
     free(s->tls_cert);
     free(s->tls_key);
+    free(s->admin_key);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -665,6 +807,17 @@ struct sbx_server *sbx_start(const struct sbx_config *cfg, char *err, size_t err
         snprintf(err, errlen, "no random numbers from the system");
         goto fail;
     }
+    if (cfg->admin_key != NULL) {
+        if (!sbx_admin_key_valid(cfg->admin_key, err, errlen))
+            goto fail;
+        s->admin_key = sbx_strdup(cfg->admin_key);
+    } else if ((s->admin_key = malloc(32 + 1)) != NULL && sbx_random_hex(s->admin_key, 32) != 0) {
+        snprintf(err, errlen, "no random numbers from the system");
+        goto fail;
+    }
+    if (s->admin_key == NULL)
+        goto oom;
+    s->access_log = cfg->access_log;
     s->by_route = calloc(sbx_route_count(), sizeof *s->by_route);
     s->store = sbx_seed();
     if (s->redirect_uri == NULL || s->by_route == NULL || s->store == NULL)
@@ -738,3 +891,4 @@ int sbx_port(const struct sbx_server *s) { return s->port; }
 const char *sbx_client_id(const struct sbx_server *s) { return s->client_id; }
 const char *sbx_client_secret(const struct sbx_server *s) { return s->client_secret; }
 const char *sbx_redirect_uri(const struct sbx_server *s) { return s->redirect_uri; }
+const char *sbx_admin_key(const struct sbx_server *s) { return s->admin_key; }

@@ -546,6 +546,13 @@ local function each_item(c, path, query, on_item)
     end
     local nxt = paging and paging.next
     if type(nxt) ~= "string" or nxt == "" then return nil end
+    -- a link to another origin is the server's mistake (or an attack): not followed, the token
+    -- would go there; the same check and words as the module's own each
+    local there, here = nxt:match("^%a[%w+.-]*://[^/?#]+"), c.base_url and c.base_url:match("^%a[%w+.-]*://[^/?#]+")
+    if there and here and there:lower() ~= here:lower() then
+      return achievers()._error("invalid", "paging.next points to another origin than base_url (" ..
+        here .. "): not followed, the token is only sent to base_url")
+    end
     page, err = call(c, { method = "GET", path = nxt })
   end
 end
