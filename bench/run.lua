@@ -342,7 +342,7 @@ local function warm_child(a)
   for _ = 1, rounds do
     local c = achievers.client { base_url = url, ca_file = ca ~= "-" and ca or nil,
                                  rate_limit = false, max_concurrency = WARM_N,
-                                 token = { access_token = token, expires_at = os.time() + 3600 } }
+                                 token = { access_token = token, expires_at = os.time() + 86400 } }
     if mode == "warm" then ready = ready + c:warm(WARM_N) end
     collectgarbage("collect")
     local done, reqs = 0, {}
@@ -768,10 +768,8 @@ end
 -- client:warm, side by side; each variant in a child process of its own (see warm_child).
 local function section_warm(protos)
   print(string.format("\n== The first %d async GETs of a fresh HTTPS client, driven by poll(0) in" ..
-                      " 1 ms frames, TLS handshakes
-   included; %d fresh clients per variant;" ..
-                      " every async and poll(0) call is a sample; without and
-   with" ..
+                      " 1 ms frames, TLS handshakes\n   included; %d fresh clients per variant;" ..
+                      " every async and poll(0) call is a sample; without and\n   with" ..
                       " client:warm(%d) first (untimed, as on a loading screen)",
                       WARM_N, opt.warm_rounds, WARM_N))
   for _, pr in ipairs(protos) do
