@@ -128,6 +128,24 @@ describe("new calls", function()
       assert.is_true(took < 1.5, "took " .. took)
       raises("'deadline' must be a number of seconds", function() c:request { path = "users", deadline = 0 } end)
     end)
+
+    it("ends a call waiting on a token request that does not come at its deadline", function()
+      local url, close = silent_server()
+      local c = achievers.client { base_url = url, client_id = "id", client_secret = "secret",
+        timeout = 30, retries = 0 }
+      local t0 = socket.gettime()
+      local data, err = c:request { path = "users", deadline = 0.5 }
+      local took = socket.gettime() - t0
+      assert.is_nil(data)
+      assert.equals("timeout", err.kind)
+      assert.matches("waited for a token", err.message, 1, true)
+      assert.is_true(took >= 0.45 and took < 5, "took " .. took)
+      -- the token request it waited on was not its own: it goes on (until its own timeout)
+      local req = c:async { path = "users", deadline = 0.3 }
+      local _, err2 = req:result()
+      assert.equals("timeout", err2.kind)
+      close()
+    end)
   end)
 
   describe("err.attempts", function()

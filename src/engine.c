@@ -664,9 +664,10 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 				ex->state = ST_BLOCKED;
 				ex->next_waiter = s->waiters;
 				s->waiters = ex;
-				if (ex->deadline_at > 0)
-					return ACH_STEP_WAIT; /* woken at its deadline (ach_exchange_wake) */
-				unlink_runnable(ex);
+				/* with a deadline it stays runnable, to be woken at it
+				 * (ach_exchange_wake) should the token request still run then */
+				if (ex->deadline_at == 0)
+					unlink_runnable(ex);
 				return ACH_STEP_BLOCKED;
 			}
 			if (ex->type == ACH_EX_ENSURE) {
