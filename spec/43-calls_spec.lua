@@ -129,6 +129,18 @@ describe("new calls", function()
       raises("'deadline' must be a number of seconds", function() c:request { path = "users", deadline = 0 } end)
     end)
 
+    it("a pacing wait that would pass the deadline is not waited for", function()
+      local c = h.client(sb, { limits = { default = { 1, 60 }, heavy = { 1, 60 } }, deadline = 1 })
+      assert(c:get("users/10726811"))
+      local t0 = socket.gettime()
+      local data, err = c:get("users/10726811")
+      local took = socket.gettime() - t0
+      assert.is_nil(data)
+      assert.equals("timeout", err.kind)
+      assert.matches("rate-limit pacing", err.message, 1, true)
+      assert.is_true(took < 0.9, "took " .. took)
+    end)
+
     it("ends a call waiting on a token request that does not come at its deadline", function()
       local url, close = silent_server()
       local c = achievers.client { base_url = url, client_id = "id", client_secret = "secret",

@@ -974,6 +974,7 @@ static void token_fetch_done(ach_exchange *t, double now)
 			w->retry_after = t->retry_after;
 			w->token_failed = 1;
 			w->attempt += t->attempt; /* the attempts made for it */
+			w->deadline_hit = t->deadline_hit;
 			ach_buf_reset(&w->resp_body);
 			ach_buf_reset(&w->resp_headers);
 			ach_buf_reset(&w->message);
