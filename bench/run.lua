@@ -338,7 +338,7 @@ local function warm_child(a)
   local achievers, clock = require("achievers"), require("benchutil")
   local url, ca, token, rounds, mode = a[1], a[2], a[3], tonumber(a[4]), a[5]
   local samples, ready, walls = {}, 0, {}
-  collectgarbage("generational")
+  collectgarbage("incremental") -- as a host's luaL_newstate has it (the poll section's target)
   for _ = 1, rounds do
     local c = achievers.client { base_url = url, ca_file = ca ~= "-" and ca or nil,
                                  rate_limit = false, max_concurrency = WARM_N,
