@@ -54,6 +54,22 @@ describe("new calls", function()
       assert(c:get("users"))
     end)
 
+    it("a request cancelled mid-transfer leaves libcurl; its connection is not reused", function()
+      local c = h.client(sb)
+      assert(c:token())
+      local s0 = sb:stats().connections
+      sb:latency(400)
+      local req = c:async { path = "users" }
+      c:poll(0.1) -- sent on the token's connection; the answer is 400 ms away
+      assert.is_false(req:done())
+      assert.is_true(req:cancel())
+      sb:latency(0)
+      assert(c:get("users"))
+      socket.sleep(0.5) -- the sandbox finishes the cancelled request (it counts on its own)
+      -- the call after it could not use the connection left mid-answer: a new one
+      assert.equals(s0 + 1, sb:stats().connections)
+    end)
+
     it("cancelling a finished request is a no-op", function()
       local c = h.client(sb)
       local req = c:async { path = "users" }
