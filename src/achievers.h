@@ -384,7 +384,8 @@ int ach_exchange_push_result(lua_State *L, ach_exchange *ex, int owner);
 void ach_hook_token(ach_core *core, ach_exchange *ex, ach_slot *slot);
 void ach_hook_trace(ach_core *core, ach_exchange *ex, const char *phase, const ach_http_response *resp);
 void ach_hook_retry(ach_core *core, ach_exchange *ex, double delay);
-void ach_hook_rate_limit(ach_core *core, ach_exchange *ex, double wait);
+/* on_rate_limit: `wait` seconds held back by our pacing, or (server != 0) by the server's 429. */
+void ach_hook_rate_limit(ach_core *core, ach_exchange *ex, double wait, int server);
 
 /* ---- curl_driver.c ------------------------------------------------------------------- */
 

@@ -226,7 +226,7 @@ void ach_hook_retry(ach_core *c, ach_exchange *ex, double delay)
 	lua_settop(L, top);
 }
 
-void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait)
+void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait, int server)
 {
 	lua_State *L = c->L;
 	int top;
@@ -234,9 +234,11 @@ void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait)
 		return;
 	top = lua_gettop(L);
 	if (push_root_field(L, c, "on_rate_limit")) {
-		lua_createtable(L, 0, 4);
+		lua_createtable(L, 0, 5);
 		lua_pushnumber(L, wait);
 		lua_setfield(L, -2, "wait");
+		lua_pushstring(L, server ? "server" : "pacing"); /* a 429's Retry-After, or ours */
+		lua_setfield(L, -2, "reason");
 		lua_pushstring(L, ex->rate_class == ACH_CLASS_HEAVY ? "heavy" : "default");
 		lua_setfield(L, -2, "class");
 		lua_pushstring(L, ex->method);

@@ -685,7 +685,7 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 			}
 			ex->state = ST_SLEEP;
 			ex->wake_at = now + wait;
-			ach_hook_rate_limit(ex->core, ex, wait);
+			ach_hook_rate_limit(ex->core, ex, wait, 0);
 			return ACH_STEP_WAIT;
 		}
 		if (build_api_request(ex) != 0 || (s != NULL && governor_record(s, ex->rate_class, now))) {
@@ -1116,6 +1116,8 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 	}
 	if (retry) {
 		ach_hook_retry(ex->core, ex, delay);
+		if (r->status == 429) /* the server's own pacing: said as ours is */
+			ach_hook_rate_limit(ex->core, ex, delay, 1);
 		ex->state = ST_SLEEP;
 		ex->wake_at = now + delay;
 		ach_exchange_schedule(ex);
