@@ -21,8 +21,8 @@ dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1.0",
 }
--- libcurl, libmicrohttpd and jansson are found with pkg-config by the Makefile (Debian:
--- libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev).
+-- libcurl, hiredis, libmicrohttpd and jansson are found with pkg-config by the Makefile (Debian:
+-- libcurl4-openssl-dev libhiredis-dev libmicrohttpd-dev libjansson-dev).
 build = {
   type = "make",
   build_target = "all",

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "achievers.h"
+#include "store/store.h"
 
 typedef struct client {
 	ach_core *core;
@@ -245,13 +246,35 @@ void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait)
 	lua_settop(L, top);
 }
 
+/* ---- state store: on_store (src/store/) ---- */
+void ach_hook_store(ach_core *c, int up, const char *message)
+{
+	lua_State *L = c->L;
+	int top;
+	if (L == NULL)
+		return;
+	top = lua_gettop(L);
+	if (push_root_field(L, c, "on_store")) {
+		lua_createtable(L, 0, 2);
+		lua_pushstring(L, up ? "up" : "down");
+		lua_setfield(L, -2, "state");
+		lua_pushstring(L, message);
+		lua_setfield(L, -2, "message");
+		call_hook(L, c, 1);
+	}
+	lua_settop(L, top);
+}
+/* ---- end of state store ---- */
+
 /* ---- options ------------------------------------------------------------------------------------ */
 
 static const char *const option_names[] = {
 	"base_url", "client_id", "client_secret", "scope", "redirect_uri", "token_auth", "token",
 	"on_token", "refresh_window", "timeout", "connect_timeout", "retries", "retry_max_wait",
 	"rate_limit", "limits", "max_concurrency", "ca_file", "insecure", "proxy", "user_agent",
-	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget", NULL,
+	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget",
+	"store", "on_store", /* state store (src/store/) */
+	NULL,
 };
 
 static int opt_type(lua_State *L, int opts, const char *name, int type)
@@ -488,6 +511,12 @@ static void read_options(lua_State *L, int opts, ach_core *core)
 		lua_pop(L, 1);
 	if (opt_type(L, opts, "on_rate_limit", LUA_TFUNCTION))
 		lua_pop(L, 1);
+	/* state store (src/store/store.c): last, it may connect to Redis */
+	if (opt_type(L, opts, "on_store", LUA_TFUNCTION))
+		lua_pop(L, 1);
+	lua_getfield(L, opts, "store");
+	ach_store_open(L, -1, core);
+	lua_pop(L, 1);
 }
 
 /* ---- construction ---------------------------------------------------------------------------------- */
@@ -550,6 +579,8 @@ int ach_client_new(lua_State *L)
 	lua_setfield(L, -2, "on_request");
 	lua_getfield(L, 1, "on_rate_limit");
 	lua_setfield(L, -2, "on_rate_limit");
+	lua_getfield(L, 1, "on_store");
+	lua_setfield(L, -2, "on_store");
 	lua_newtable(L);
 	lua_setfield(L, -2, "pending");
 	ach_setuservalue(L, obj);
