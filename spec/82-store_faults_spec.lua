@@ -82,6 +82,26 @@ describe("state store on Redis: faults", function()
     assert.equals(1, sb:stats().token_requests)
   end)
 
+  it("poll(0) never waits on Redis, even a stopped one; the request finishes all the same", function()
+    r = R.start()
+    local c = h.client(sb, { store = { redis = r.url, timeout = 0.3 } })
+    assert(c:get("users"))
+    r:pause()
+    local req = c:async { path = "users" }
+    local worst, t0 = 0, socket.gettime()
+    while not req:done() and socket.gettime() - t0 < 10 do
+      local p0 = socket.gettime()
+      c:poll(0)
+      worst = math.max(worst, socket.gettime() - p0)
+      socket.sleep(0.005)
+    end
+    r:resume()
+    assert(req:result())
+    -- the take waited for Redis (0.3 s) before the local fallback answered; no poll did
+    assert.is_true(socket.gettime() - t0 >= 0.25)
+    assert.is_true(worst < 0.1, "slowest poll(0) " .. worst)
+  end)
+
   it("Redis killed and restarted empty: the token stays; exactly one new token request for all", function()
     r = R.start()
     local events = {}

@@ -606,9 +606,6 @@ static int rate_admit(ach_exchange *ex, double now)
 			ex->state = ST_START;
 			return 0; /* out of memory: let it through, the server still counts */
 		}
-		l->taking = 1;
-		l->take_sent = now;
-		memcpy(l->take_hash, s->tok_hash, sizeof l->take_hash);
 		if (c->store->ops->shared) {
 			/* a lease spent in time: a busy caller gets more slots per round trip;
 			 * one that lapsed unspent: fewer */
@@ -618,6 +615,9 @@ static int rate_admit(ach_exchange *ex, double now)
 			else if (l->ask < cap && l->take_sent > 0)
 				l->ask = l->ask * 2 > cap ? cap : l->ask * 2;
 		}
+		l->taking = 1;
+		l->take_sent = now;
+		memcpy(l->take_hash, s->tok_hash, sizeof l->take_hash);
 		c->store->ops->take(c->store->ud, key.data, c->store->ops->shared ? l->ask : 1, lim,
 				    take_done, l);
 		ach_buf_free(&key);
