@@ -172,48 +172,58 @@ static double field_number(lua_State *L, int idx, const char *name, double def, 
 	return v;
 }
 
-/* redis://[:password@]host[:port][/db] */
+/* redis://[:password@]host[:port][/db]: validated whole before anything is allocated, so a
+ * raise leaks nothing */
 static void parse_redis_url(lua_State *L, const char *url, ach_redis_options *o)
 {
-	const char *p = url, *host, *at, *colon, *slash;
+	const char *p = url, *host, *at, *colon, *slash, *pw = NULL;
+	size_t pwlen = 0, hostlen;
 	char *end;
-	long v;
+	long v, port = 6379, db = 0;
 	if (strncmp(p, "redis://", 8) != 0)
 		luaL_error(L, "achievers.client: option 'store.redis' must be a redis:// URL");
 	p += 8;
 	slash = strchr(p, '/');
 	at = strchr(p, '@');
 	if (at != NULL && (slash == NULL || at < slash)) {
-		const char *pw = strchr(p, ':');
+		pw = strchr(p, ':');
 		if (pw == NULL || pw > at)
 			luaL_error(L, "achievers.client: option 'store.redis': give the password as "
 				      "redis://:password@host or as store.password");
-		o->password = ach_strndup(pw + 1, (size_t)(at - pw - 1));
+		pw++;
+		pwlen = (size_t)(at - pw);
 		p = at + 1;
 	}
 	host = p;
 	colon = strchr(p, ':');
 	if (colon != NULL && (slash == NULL || colon < slash)) {
-		o->host = ach_strndup(host, (size_t)(colon - host));
+		hostlen = (size_t)(colon - host);
 		errno = 0;
 		v = strtol(colon + 1, &end, 10);
 		if (errno != 0 || v < 1 || v > 65535 || (end != slash && *end != '\0'))
 			luaL_error(L, "achievers.client: option 'store.redis': bad port");
-		o->port = (int)v;
+		port = v;
 	} else {
-		o->host = slash != NULL ? ach_strndup(host, (size_t)(slash - host)) : ach_strdup(host);
-		o->port = 6379;
+		hostlen = slash != NULL ? (size_t)(slash - host) : strlen(host);
 	}
-	if (o->host == NULL || o->host[0] == '\0')
+	if (hostlen == 0)
 		luaL_error(L, "achievers.client: option 'store.redis': no host");
-	o->db = 0;
 	if (slash != NULL && slash[1] != '\0') {
 		errno = 0;
 		v = strtol(slash + 1, &end, 10);
 		if (errno != 0 || v < 0 || v > INT_MAX || *end != '\0')
 			luaL_error(L, "achievers.client: option 'store.redis': the path must be a "
 				      "database number");
-		o->db = (int)v;
+		db = v;
+	}
+	o->host = ach_strndup(host, hostlen);
+	o->password = pw != NULL ? ach_strndup(pw, pwlen) : NULL;
+	o->port = (int)port;
+	o->db = (int)db;
+	if (o->host == NULL || (pw != NULL && o->password == NULL)) {
+		free(o->host);
+		ach_free_secret(o->password);
+		ach_nomem(L);
 	}
 }
 
@@ -250,25 +260,30 @@ void ach_store_open(lua_State *L, int idx, ach_core *core)
 	s = field_string(L, idx, "redis");
 	if (s == NULL)
 		luaL_error(L, "achievers.client: option 'store' needs redis = \"redis://host:port/db\"");
-	/* parse into o; a raise in between would leak a few bytes of options: parse first into
-	 * locals the GC owns is not worth it for a misuse that stops the program */
-	parse_redis_url(L, s, &o);
-	s = field_string(L, idx, "password");
-	if (s != NULL) {
-		ach_free_secret(o.password);
-		o.password = ach_strdup(s);
+	{
+		const char *url = s, *pw = field_string(L, idx, "password");
+		s = field_string(L, idx, "prefix");
+		if (s != NULL) {
+			if (s[0] == '\0' || strlen(s) >= sizeof st->prefix ||
+			    strpbrk(s, "{}\r\n ") != NULL)
+				luaL_error(L, "achievers.client: option 'store.prefix' must be 1 to %d "
+					      "characters without braces or spaces",
+					   (int)sizeof st->prefix - 1);
+			strcpy(st->prefix, s);
+		}
+		o.fleet_size = (int)field_number(L, idx, "fleet_size", 1, 1, 100000, 1);
+		o.timeout = field_number(L, idx, "timeout", 0.5, 0.001, 60, 0);
+		if (core->opt.client_id != NULL && strpbrk(core->opt.client_id, "{}") != NULL)
+			luaL_error(L, "achievers.client: a client_id with braces cannot name Redis keys");
+		parse_redis_url(L, url, &o); /* the last thing that may raise before the connection */
+		if (pw != NULL) {
+			ach_free_secret(o.password);
+			if ((o.password = ach_strdup(pw)) == NULL) {
+				redis_options_free(&o);
+				ach_nomem(L);
+			}
+		}
 	}
-	s = field_string(L, idx, "prefix");
-	if (s != NULL) {
-		if (s[0] == '\0' || strlen(s) >= sizeof st->prefix || strpbrk(s, "{}\r\n ") != NULL)
-			luaL_error(L, "achievers.client: option 'store.prefix' must be 1 to %d characters "
-				      "without braces or spaces", (int)sizeof st->prefix - 1);
-		strcpy(st->prefix, s);
-	}
-	o.fleet_size = (int)field_number(L, idx, "fleet_size", 1, 1, 100000, 1);
-	o.timeout = field_number(L, idx, "timeout", 0.5, 0.001, 60, 0);
-	if (core->opt.client_id != NULL && strpbrk(core->opt.client_id, "{}") != NULL)
-		luaL_error(L, "achievers.client: a client_id with braces cannot name Redis keys");
 	{
 		ach_store old = *st;
 		if (ach_store_redis(st, core, &o, &err) != 0) {
