@@ -10,7 +10,7 @@ function M.run(opts)
   local start = socket.gettime() + 1.0 + 0.1 * opts.procs -- every process up and connected by then
   local pipes = {}
   for i = 1, opts.procs do
-    local cmd = string.format("env -u LD_PRELOAD %s spec/support/fleet_worker.lua '%s/?.so' '%s' '%s' '%s' '%s' %.6f %d %d %d %g %d %g",
+    local cmd = string.format("%s spec/support/fleet_worker.lua '%s/?.so' '%s' '%s' '%s' '%s' %.6f %d %d %d %g %d %g",
       opts.lua, opts.build, opts.sb.url, opts.sb.client_id, opts.sb.client_secret, opts.store, start,
       opts.gets, opts.posts, opts.heavy[1], opts.heavy[2], opts.default[1], opts.default[2])
     pipes[i] = assert(io.popen(cmd))
