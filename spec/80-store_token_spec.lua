@@ -142,6 +142,7 @@ describe("state store on Redis: a clear error at client creation", function()
 
   it("for a wrong password, a missing one, a database Redis does not have", function()
     local r = R.start { password = "s3cret-pw" }
+    finally(function() r:stop() end)
     local ok, err = pcall(h.client, sb, { store = { redis = r.url, password = "wrong-pw" } })
     assert.is_false(ok)
     assert.matches("refused the password", tostring(err), 1, true)
@@ -154,7 +155,6 @@ describe("state store on Redis: a clear error at client creation", function()
     assert.is_false(ok)
     assert.matches("refused the database", tostring(err), 1, true)
     assert.is_nil(tostring(err):find("s3cret", 1, true))
-    r:stop()
   end)
 
   it("for a server that does not speak Redis", function()

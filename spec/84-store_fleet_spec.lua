@@ -16,11 +16,11 @@ describe("state store: a fleet of 4 processes", function()
 
   it("shares one token and one budget through Redis: 0 429s, 1 token request, <= 1.1 x ideal", function()
     local r = R.start()
+    finally(function() r:stop() end)
     local sb = h.start_sandbox { limits = { heavy = heavy, default = default } }
+    finally(function() sb:stop() end)
     local res = run(sb, r.url)
     local st = sb:stats()
-    sb:stop()
-    r:stop()
     print(string.format("\n  fleet with Redis: %d calls in %.2f s, ideal %.2f s (ratio %.3f), statuses %s, token requests %d",
       res.ok, res.elapsed, res.ideal, res.ideal / res.elapsed,
       (function() local t = {} for k, v in pairs(res.statuses) do t[#t + 1] = k .. "=" .. v end return table.concat(t, ",") end)(),
@@ -35,9 +35,9 @@ describe("state store: a fleet of 4 processes", function()
 
   it("(the same fleet without Redis runs into the server's limits: printed, not asserted)", function()
     local sb = h.start_sandbox { limits = { heavy = heavy, default = default } }
+    finally(function() sb:stop() end)
     local res = run(sb, "memory")
     local st = sb:stats()
-    sb:stop()
     print(string.format("\n  fleet without Redis: %d ok, %d failed in %.2f s, sandbox 429s %d, token requests %d",
       res.ok, res.failed, res.elapsed, st.rate_limited, st.token_requests))
     assert.equals(4 * 13, res.ok + res.failed)
