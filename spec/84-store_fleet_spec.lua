@@ -16,9 +16,11 @@ describe("state store: a fleet of 4 processes", function()
 
   it("shares one token and one budget through Redis: 0 429s, 1 token request, <= 1.1 x ideal", function()
     local r = R.start()
-    finally(function() r:stop() end)
     local sb = h.start_sandbox { limits = { heavy = heavy, default = default } }
-    finally(function() sb:stop() end)
+    finally(function() -- (busted keeps one finally per test)
+      sb:stop()
+      r:stop()
+    end)
     local res = run(sb, r.url)
     local st = sb:stats()
     print(string.format("\n  fleet with Redis: %d calls in %.2f s, ideal %.2f s (ratio %.3f), statuses %s, token requests %d",

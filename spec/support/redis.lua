@@ -33,8 +33,19 @@ function M:_launch()
   local args = string.format("--port %d --bind 127.0.0.1 --dir %s --save '' --appendonly no " ..
     "--daemonize no --logfile %s/redis.log", self.port, self.dir, self.dir)
   if self.password then args = args .. " --requirepass " .. self.password end
-  self.pid = tonumber(sh("env -u LD_PRELOAD redis-server " .. args ..
-    " >/dev/null 2>&1 & echo $!"):match("%d+"))
+  -- its own process under a pipe we hold: closing the pipe waits for it, so no zombie is left
+  local pidfile = self.dir .. "/redis.pid"
+  os.remove(pidfile)
+  self.proc = assert(io.popen("exec env -u LD_PRELOAD redis-server " .. args .. " --pidfile " ..
+    pidfile .. " >/dev/null 2>&1", "r"))
+  for _ = 1, 200 do
+    local f = io.open(pidfile)
+    self.pid = f and tonumber(f:read("*l") or "")
+    if f then f:close() end
+    if self.pid then break end
+    socket.sleep(0.01)
+  end
+  assert(self.pid, "redis-server did not start")
   for _ = 1, 200 do
     local ok = pcall(function() assert(self:call("PING")) end)
     if ok then break end
@@ -100,13 +111,8 @@ function M:resume() os.execute("kill -CONT " .. self.pid) end
 function M:kill()
   if not self.pid then return end
   os.execute("kill -CONT " .. self.pid .. " 2>/dev/null; kill -KILL " .. self.pid .. " 2>/dev/null")
-  -- dead once its port is closed (kill -0 would still see an unreaped zombie)
-  for _ = 1, 200 do
-    local c = socket.connect("127.0.0.1", self.port)
-    if not c then break end
-    c:close()
-    socket.sleep(0.025)
-  end
+  if self.proc then self.proc:close() end -- waits for it to end
+  self.proc = nil
   self.pid = nil
 end
 
