@@ -104,6 +104,20 @@ describe("state store on Redis: the token", function()
     assert.equals(1, r:call("EXISTS", tk))
   end)
 
+  it("looks again every 0.1 s while the lock is held: a short lock costs about its own time", function()
+    local socket = require("socket")
+    local probe = h.client(sb, { store = { redis = r.url } })
+    assert(probe:token())
+    local tk = r:keys("achievers:*:token:*")[1]
+    r:call("DEL", tk)
+    r:call("SET", tk .. ":lock", "another-process", "PX", 200)
+    local a = h.client(sb, { store = { redis = r.url } })
+    local w0 = socket.gettime()
+    assert(a:token())
+    local waited = socket.gettime() - w0
+    assert.is_true(waited >= 0.15 and waited < 0.8, "waited " .. waited)
+  end)
+
   it("never writes a user token to the shared key; its budgets are shared by hash", function()
     local c = h.client(sb, { store = { redis = r.url }, redirect_uri = "http://localhost/cb" })
     local uc, tok = h.user_client(sb, c)

@@ -553,10 +553,13 @@ static int driver_loop(ach_core *core, ach_exchange *target, double until)
 			continue;
 		/* nothing moved: the next pump sleeps until a socket is ready, libcurl's timeout
 		 * or an exchange's wake-up */
-		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable)
-			if (ex->transfer == NULL && ach_exchange_wake(ex) == 0 &&
-			    d->active < core->opt.max_concurrency)
+		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable) {
+			double wk = ach_exchange_wake(ex);
+			if (ex->transfer == NULL && wk == 0 && d->active < core->opt.max_concurrency)
 				wake = now; /* runnable right away */
+			else if (wk > 0 && wk < wake)
+				wake = wk; /* put to sleep after its step (by a state store answer) */
+		}
 		if (d->active == 0 && core->runnable == NULL && d->timer < 0 &&
 		    (core->watch.busy == NULL || !core->watch.busy(core->watch.ud)))
 			break; /* nothing in flight and nothing to step: nothing to wait for */
