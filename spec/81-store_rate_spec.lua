@@ -92,6 +92,21 @@ describe("state store on Redis: rate budgets", function()
     assert.equals(0, sb:stats().rate_limited)
   end)
 
+  it("slots leased and not spent are given back when the client goes", function()
+    local a = pair { redis = r.url }
+    for _ = 1, 4 do assert(a:get("users")) end -- leases of 1, 2, then 4: one left over
+    local key = r:keys("achievers:*:rate:*:default:n")[1]
+    local held = tonumber(r:call("GET", key))
+    a = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    local sent = h.route_count(sb, "GET /users")
+    assert.is_true(held > sent, "held " .. held .. ", sent " .. sent)
+    local t0 = socket.gettime() -- (written as the client went; Redis reads it a moment later)
+    while tonumber(r:call("GET", key)) ~= sent and socket.gettime() - t0 < 2 do socket.sleep(0.01) end
+    assert.equals(sent, tonumber(r:call("GET", key)))
+  end)
+
   it("async calls queue on the shared budget without 429", function()
     local a, b = pair { redis = r.url }
     local reqs = {}

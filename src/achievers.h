@@ -217,6 +217,8 @@ typedef struct ach_lease {
 	int taking;      /* a take is in flight */
 	double take_sent;
 	char take_hash[17]; /* the token the take in flight was for */
+	char id[48];     /* the store's name of the lease held, to give unspent slots back */
+	int granted;     /* slots the lease held had */
 	struct ach_exchange *waiters; /* exchanges waiting for the take in flight */
 } ach_lease;
 

@@ -111,12 +111,14 @@ ach_slot *ach_slot_new(ach_core *c)
 	return s;
 }
 
+static void lease_give_back(ach_lease *l);
+
 /* The server counts per access token: a new token starts with fresh budgets (its own keys). */
 static void governor_reset(ach_slot *s)
 {
 	int i;
 	for (i = 0; i < ACH_BUCKET_COUNT; i++) {
-		s->lease[i].n = 0;
+		lease_give_back(&s->lease[i]);
 		s->lease[i].next = 0;
 		s->lease[i].ask = 1;
 	}
@@ -143,6 +145,7 @@ void ach_slot_set_token(ach_slot *s, ach_token_data *t)
 }
 
 static void exchange_destroy(ach_exchange *ex);
+static void lease_give_back(ach_lease *l);
 
 void ach_slot_unref(ach_slot *s)
 {
@@ -155,8 +158,10 @@ void ach_slot_unref(ach_slot *s)
 		exchange_destroy(t); /* cancels its transfer; the core is still alive here */
 	}
 	ach_token_unref(s->tok);
-	for (i = 0; i < ACH_BUCKET_COUNT; i++)
+	for (i = 0; i < ACH_BUCKET_COUNT; i++) {
 		s->core->store->ops->forget(s->core->store->ud, &s->lease[i]);
+		lease_give_back(&s->lease[i]);
+	}
 	ach_core_unref(s->core);
 	free(s);
 }
@@ -536,6 +541,19 @@ static void lease_unlink(ach_lease *l, ach_exchange *ex)
 		}
 }
 
+/* Gives the store back the slots of the lease not spent: they count no more for anybody. */
+static void lease_give_back(ach_lease *l)
+{
+	ach_core *c = l->slot->core;
+	ach_buf key = {0};
+	if (l->n > 0 && l->id[0] != '\0' &&
+	    ach_store_budget_key(c, l->take_hash, l->bucket, &key) == 0)
+		c->store->ops->give(c->store->ud, key.data, l->id, l->granted, l->n);
+	ach_buf_free(&key);
+	l->n = 0;
+	l->id[0] = '\0';
+}
+
 /* The store answered a take: keep the lease (or when to ask again), wake the waiters. */
 static void take_done(void *arg, const ach_store_reply *r)
 {
@@ -549,7 +567,10 @@ static void take_done(void *arg, const ach_store_reply *r)
 			l->n = 1; /* the store failed outright: a call is not held back for that */
 			l->until = now + 1;
 		} else if (r->granted > 0) {
-			l->n = r->granted;
+			l->n = l->granted = r->granted;
+			l->id[0] = '\0';
+			if (r->lease_id != NULL && strlen(r->lease_id) < sizeof l->id)
+				strcpy(l->id, r->lease_id);
 			l->until = l->take_sent + r->lease;
 		} else {
 			l->next = now + r->wait;
@@ -585,8 +606,8 @@ static int rate_admit(ach_exchange *ex, double now)
 			l->n--;
 			return 0;
 		}
-		if (l->n > 0) { /* slots left unspent: ask for fewer next time */
-			l->n = 0;
+		if (l->n > 0) { /* slots left unspent: give them back, ask for fewer next time */
+			lease_give_back(l);
 			shrink = 1;
 		}
 		if (now < l->next) {

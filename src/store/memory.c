@@ -149,6 +149,11 @@ static void m_take(void *ud, const char *key, int n, const ach_limit *lim, ach_s
 	cb(arg, &r);
 }
 
+static void m_give(void *ud, const char *key, const char *lease_id, int granted, int back)
+{
+	(void)ud, (void)key, (void)lease_id, (void)granted, (void)back; /* never leases */
+}
+
 static void m_forget(void *ud, void *arg)
 {
 	(void)ud, (void)arg; /* nothing is ever in flight */
@@ -172,7 +177,8 @@ static void m_free(void *ud)
 }
 
 static const ach_store_ops memory_ops = {
-	"memory", 0, m_token_get, m_token_put, m_lock, m_unlock, m_take, m_forget, m_busy, m_free,
+	"memory", 0, m_token_get, m_token_put, m_lock,	 m_unlock,
+	m_take,	  m_give, m_forget,    m_busy, m_free,
 };
 
 int ach_store_memory(ach_store *st)

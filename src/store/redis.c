@@ -30,8 +30,8 @@
 /* src/lua/achievers/store_scripts.lua as one C string (made by the Makefile) */
 #include "store_scripts.h"
 
-enum { SC_TAKE, SC_PUT, SC_UNLOCK, SC_COUNT };
-static const char *const script_names[SC_COUNT] = {"take", "token_put", "unlock"};
+enum { SC_TAKE, SC_PUT, SC_UNLOCK, SC_GIVE, SC_COUNT };
+static const char *const script_names[SC_COUNT] = {"take", "token_put", "unlock", "give"};
 
 enum { OP_GET, OP_PUT, OP_LOCK, OP_UNLOCK, OP_TAKE, OP_SETUP, OP_SETUP_LAST };
 
@@ -49,10 +49,11 @@ typedef struct op {
 	int script, argc, resent;
 	char **argv;
 	size_t *lens;
-	/* take: what the local fallback needs */
+	/* take: what the local fallback needs, and the lease's id */
 	ach_limit lim;
 	int n;
 	char *key;
+	char lease_id[48];
 	struct op *prev, *next;
 } op;
 
@@ -412,6 +413,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 			out.granted = (int)r->element[0]->integer;
 			out.wait = (double)r->element[1]->integer / 1e6;
 			out.lease = fmin(1.0, fmax(0.05, 0.02 * o->lim.window));
+			out.lease_id = o->lease_id;
 		} else {
 			op_fallback(rs, o, "unexpected answer to take");
 			goto done;
@@ -609,8 +611,9 @@ static void r_take(void *ud, const char *key, int n, const ach_limit *lim, ach_s
 	snprintf(slim, sizeof slim, "%d", lim->count);
 	snprintf(swin, sizeof swin, "%.0f", (lim->window + margin) * 1e6);
 	snprintf(slease, sizeof slease, "%.0f", lease * 1e6);
-	snprintf(id, sizeof id, "%.8s%lu", rs->core->store->owner, ++rs->seq);
+	snprintf(id, sizeof id, "%.12s%lu", rs->core->store->owner, ++rs->seq);
 	if (o != NULL) {
+		strcpy(o->lease_id, id);
 		o->lim = *lim;
 		o->n = n;
 		o->key = ach_strdup(key);
@@ -634,6 +637,23 @@ static void r_take(void *ud, const char *key, int n, const ach_limit *lim, ach_s
 	ach_buf_free(&ck);
 }
 
+static void r_give(void *ud, const char *key, const char *lease_id, int granted, int back)
+{
+	rstore *rs = ud;
+	char sg[16], sb[16];
+	ach_buf ck = {0};
+	const char *argv[] = {"EVALSHA", rs->sha[SC_GIVE], "2", key, NULL, lease_id, sg, sb};
+	if (rs->ac == NULL || !rs->up || ach_buf_printf(&ck, "%s:n", key) != 0) {
+		ach_buf_free(&ck);
+		return; /* Redis down: the slots lapse with their lease */
+	}
+	snprintf(sg, sizeof sg, "%d", granted);
+	snprintf(sb, sizeof sb, "%d", back);
+	argv[4] = ck.data;
+	run(rs, op_new(rs, OP_UNLOCK, NULL, NULL), NULL, NULL, SC_GIVE, 8, argv);
+	ach_buf_free(&ck);
+}
+
 static void r_forget(void *ud, void *arg)
 {
 	rstore *rs = ud;
@@ -652,6 +672,11 @@ static void r_free(void *ud)
 		o->cb = NULL;
 	if (rs->ac != NULL) {
 		redisAsyncContext *ac = rs->ac;
+		int done = 0;
+		/* what is queued (slots given back, a lock let go) is written before we go: a
+		 * non-blocking write of a few bytes, no answer awaited */
+		if (rs->up)
+			redisBufferWrite(&ac->c, &done);
 		rs->ac = NULL;
 		redisAsyncFree(ac);
 	}
@@ -669,7 +694,8 @@ static void r_free(void *ud)
 }
 
 static const ach_store_ops redis_ops = {
-	"redis", 1, r_token_get, r_token_put, r_lock, r_unlock, r_take, r_forget, r_busy, r_free,
+	"redis", 1, r_token_get, r_token_put, r_lock,  r_unlock,
+	r_take,	 r_give, r_forget,    r_busy, r_free,
 };
 
 /* ---- the look at start ------------------------------------------------------------------------ */
@@ -747,8 +773,10 @@ int ach_store_redis(ach_store *st, ach_core *core, const ach_redis_options *o, a
 	rs->o.prefix = NULL;
 	for (i = 0; i < SC_COUNT; i++)
 		rs->script[i] = script_text(script_names[i]);
+	for (i = 0; i < SC_COUNT; i++)
+		if (rs->script[i] == NULL)
+			goto fail;
 	if (rs->o.host == NULL || (o->password != NULL && rs->o.password == NULL) ||
-	    rs->script[0] == NULL || rs->script[1] == NULL || rs->script[2] == NULL ||
 	    ach_store_memory(&rs->local) != 0)
 		goto fail;
 	rc = check_at_start(rs, err);

@@ -28,6 +28,7 @@ typedef struct ach_store_reply {
 	int granted;         /* lock: 1 when ours; token_put: 1 when stored; take: slots granted */
 	double wait;         /* take, granted == 0: seconds until a slot frees */
 	double lease;        /* take: seconds the granted slots stay valid for sending */
+	const char *lease_id; /* take: names the granted slots to give back unspent ones (or NULL) */
 } ach_store_reply;
 
 typedef void (*ach_store_cb)(void *arg, const ach_store_reply *r);
@@ -48,6 +49,9 @@ typedef struct ach_store_ops {
 	 * spent within `lease` seconds; none granted: `wait` says when to ask again */
 	void (*take)(void *ud, const char *class_key, int n, const ach_limit *lim, ach_store_cb cb,
 		     void *arg);
+	/* gives back `back` unspent slots of the lease `lease_id` of `granted` slots (fire and
+	 * forget): they count no more */
+	void (*give)(void *ud, const char *class_key, const char *lease_id, int granted, int back);
 	/* no callback for arg any more: it is going away */
 	void (*forget)(void *ud, void *arg);
 	/* operations in flight (the driver keeps running while there are some) */

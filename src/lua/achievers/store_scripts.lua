@@ -5,9 +5,9 @@
 --
 -- Keys: <prefix>:{<client_id>}:... (the hash tag keeps one client's keys on one cluster slot).
 return {
-  -- take: KEYS[1] a rate budget: a sorted set of leases, each member "<id>:<slots>" scored by
+  -- take: KEYS[1] a rate budget: a sorted set of leases, each member "<lease id>:<slots>" scored by
   -- when its slots stop counting; KEYS[2] the number of slots the set holds. ARGV: n slots
-  -- wanted, the limit, the window and the lease in microseconds, a member id. Granted slots
+  -- wanted, the limit, the window and the lease in microseconds, the lease id. Granted slots
   -- are spent within the lease, so they count until lease + window after now. One member per
   -- lease, not per slot: a take costs the same for 1 slot as for 1000.
   -- Returns {granted, microseconds to wait when none}.
@@ -34,12 +34,30 @@ if free <= 0 then
   if wait < 1 then wait = 1 end
   return {0, wait}
 end
+-- the last quarter of a budget goes one slot at a time: a slot leased and never spent would
+-- stand idle while others wait for the window
+if free <= limit / 4 then n = 1 end
 if n > free then n = free end
 local ttl = math.floor((lease + window) / 1000) + 1000
-redis.call('ZADD', key, string.format('%d', now + lease + window), ARGV[5] .. ':' .. snow .. ':' .. n)
+redis.call('ZADD', key, string.format('%d', now + lease + window), ARGV[5] .. ':' .. n)
 redis.call('SET', count, used + n, 'PX', ttl)
 redis.call('PEXPIRE', key, ttl)
 return {n, 0}
+]],
+  -- give: KEYS as take's; ARGV: the lease id, the slots it was granted, how many of them
+  -- went unspent. They count no more. Returns how many were given back.
+  give = [[
+local m = ARGV[1] .. ':' .. ARGV[2]
+local score = redis.call('ZSCORE', KEYS[1], m)
+if not score then return 0 end
+local n, back = tonumber(ARGV[2]), tonumber(ARGV[3])
+if back > n then back = n end
+redis.call('ZREM', KEYS[1], m)
+if n > back then redis.call('ZADD', KEYS[1], score, ARGV[1] .. ':' .. (n - back)) end
+local used = tonumber(redis.call('GET', KEYS[2]) or '0') - back
+if used < 0 then used = 0 end
+redis.call('SET', KEYS[2], used, 'KEEPTTL')
+return back
 ]],
   -- token_put: KEYS[1] the token; ARGV: the new text, the text last seen ('' for none), the
   -- TTL in milliseconds. Compare-and-set: stored only if nobody stored another meanwhile.
