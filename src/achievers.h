@@ -192,6 +192,37 @@ typedef struct ach_limit {
 
 enum { ACH_CLASS_DEFAULT, ACH_CLASS_HEAVY, ACH_CLASS_COUNT };
 
+/* ---- state store (src/store/store.h): budgets as the server counts them ---------------- */
+/* Everything else; GET /recognitions; GET /newsfeed-events: each heavy one its own budget. */
+enum { ACH_BUCKET_DEFAULT, ACH_BUCKET_RECOGNITIONS, ACH_BUCKET_NEWSFEED, ACH_BUCKET_COUNT };
+typedef struct ach_store ach_store;
+
+/* A socket and a timer of the state store, watched by the driver's poll with libcurl's. */
+typedef struct ach_watch {
+	int fd;       /* -1: none */
+	short events; /* POLLIN, POLLOUT */
+	double timer; /* monotonic seconds when on_ready wants calling anyway; < 0: never */
+	int (*busy)(void *ud); /* answers awaited: the driver must keep running */
+	void (*on_ready)(void *ud, short revents); /* revents 0: the timer */
+	void *ud;
+} ach_watch;
+
+/* The slot's leases of rate slots, one per budget bucket. */
+typedef struct ach_lease {
+	struct ach_slot *slot;
+	int bucket;
+	int n;           /* slots left to spend */
+	int ask;         /* how many the next take asks for (grows while leases get used up) */
+	double until;    /* monotonic: slots left after this are not spent */
+	double next;     /* monotonic: no slot before this (the store said wait) */
+	int taking;      /* a take is in flight */
+	double take_sent;
+	char take_hash[17]; /* the token the take in flight was for */
+	char id[48];     /* the store's name of the lease held, to give unspent slots back */
+	int granted;     /* slots the lease held had */
+	struct ach_exchange *waiters; /* exchanges waiting for the take in flight */
+} ach_lease;
+
 /* Options shared by a client and the clients with_token derives from it. */
 typedef struct ach_options {
 	ach_url base;
@@ -261,6 +292,8 @@ struct ach_core {
 	lua_State *L; /* the state of the Lua call now driving the core */
 	int hook_error; /* a hook raised; its error waits in the registry */
 	int no_yield;   /* > 0 while a C function calls a blocking call: tasks block there */
+	ach_store *store; /* tokens and rate budgets (src/store/): memory unless configured */
+	ach_watch watch;  /* the store's socket and timer in the driver's poll */
 };
 
 /* A token holder: one per client object. Exchanges that need a token ask their slot. */
@@ -272,8 +305,9 @@ struct ach_slot {
 	ach_exchange *fetching; /* the token request in flight, shared by everybody waiting */
 	ach_exchange *waiters;
 	double refresh_after; /* no refresh before (monotonic), after one returned the same token */
-	double *sent[ACH_CLASS_COUNT]; /* rate governor: send times, ring buffers */
-	int sent_head[ACH_CLASS_COUNT], sent_n[ACH_CLASS_COUNT];
+	char tok_hash[17]; /* the held access token's hash (names its budgets in the store) */
+	char bad_hash[17]; /* a token the server rejected: not taken from the store again */
+	ach_lease lease[ACH_BUCKET_COUNT]; /* rate governor: slots taken from the store */
 };
 
 typedef enum ach_ex_type {
@@ -346,6 +380,14 @@ struct ach_exchange {
 	int watched;    /* poll reports it: once finished, it waits on the core's done list */
 	ach_exchange *done_prev, *done_next; /* the core's done list, in order of finishing */
 	int in_done;    /* on that list */
+	/* state store */
+	int sync;        /* a shared token request's progress through the store (engine.c) */
+	int store_wait;  /* a store answer is awaited */
+	int in_step;     /* ach_exchange_step runs: a store answer given at once waits for it */
+	int locked;      /* holds the store's token lock */
+	int from_store;  /* its token came from the store, not from the server */
+	double fresh_until; /* wall time: a stored token inside the refresh window is used till then */
+	char *seen;      /* the stored token text it saw (compare-and-set) */
 	unsigned stepped; /* the driver's last stepping round that saw it */
 };
 

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "achievers.h"
+#include "store/store.h"
 
 typedef struct client {
 	ach_core *core;
@@ -250,6 +251,26 @@ void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait, int server)
 	lua_settop(L, top);
 }
 
+/* ---- state store: on_store (src/store/) ---- */
+void ach_hook_store(ach_core *c, int up, const char *message)
+{
+	lua_State *L = c->L;
+	int top;
+	if (L == NULL)
+		return;
+	top = lua_gettop(L);
+	if (push_root_field(L, c, "on_store")) {
+		lua_createtable(L, 0, 2);
+		lua_pushstring(L, up ? "up" : "down");
+		lua_setfield(L, -2, "state");
+		lua_pushstring(L, message);
+		lua_setfield(L, -2, "message");
+		call_hook(L, c, 1);
+	}
+	lua_settop(L, top);
+}
+/* ---- end of state store ---- */
+
 /* ---- options ------------------------------------------------------------------------------------ */
 
 /* Caller tables. A named field (an option, a request field) is read once, through the table's
@@ -280,6 +301,7 @@ static const char *const option_names[] = {
 	"rate_limit", "limits", "max_concurrency", "ca_file", "insecure", "proxy", "user_agent",
 	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget",
 	"deadline", "record", "record_pseudonymise", /* record.c */
+	"store", "on_store", /* state store (src/store/) */
 	NULL,
 };
 
@@ -583,6 +605,12 @@ static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
 		lua_setfield(L, hooks, "on_request");
 	if (opt_type(L, opts, "on_rate_limit", LUA_TFUNCTION))
 		lua_setfield(L, hooks, "on_rate_limit");
+	/* state store (src/store/store.c): last, it may connect to Redis */
+	if (opt_type(L, opts, "on_store", LUA_TFUNCTION))
+		lua_setfield(L, hooks, "on_store");
+	lua_getfield(L, opts, "store");
+	ach_store_open(L, -1, core);
+	lua_pop(L, 1);
 }
 
 /* ---- construction ---------------------------------------------------------------------------------- */

@@ -47,6 +47,7 @@ typedef struct driver {
 	int next_fd;  /* where the next pump starts looking at ready sockets (round robin) */
 	double budget_end; /* this run's work budget ends (monotonic; INFINITY: none) */
 	int units;    /* units of work done in this run: a transfer started, a socket served */
+	struct pollfd store_pfd; /* the state store's socket (core->watch) */
 } driver;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -76,7 +77,8 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 		if (d->nfds == d->capfds) {
 			int cap = d->capfds ? d->capfds * 2 : 16;
 			struct pollfd *f = realloc(d->fds, (size_t)cap * sizeof *f);
-			struct pollfd *r = f ? realloc(d->ready, (size_t)cap * sizeof *r) : NULL;
+			/* one more in ready: the state store's socket */
+			struct pollfd *r = f ? realloc(d->ready, (size_t)(cap + 1) * sizeof *r) : NULL;
 			if (f != NULL)
 				d->fds = f;
 			if (r == NULL)
@@ -498,15 +500,40 @@ int ach_driver_run(ach_core *core, ach_exchange *target, double until, double bu
 /* Waits up to ms milliseconds (0: not at all) for a watched socket to be ready, then lets
  * libcurl act on its timeouts if they are due and on the ready sockets, within the run's
  * budget (the sockets left ready are found again by the next pump). */
-static void pump(driver *d, int ms)
+static void pump(ach_core *core, driver *d, int ms)
 {
 	int n = d->nfds, i, k, ready = 0, running;
-	if (n > 0) {
-		memcpy(d->ready, d->fds, (size_t)n * sizeof *d->ready);
-		ready = poll(d->ready, (nfds_t)n, ms);
+	/* state store (src/store/): its socket in the same poll, one slot past libcurl's */
+	ach_watch *w = &core->watch;
+	int wfd = w->fd >= 0 && w->events != 0 && w->on_ready != NULL;
+	if (wfd) {
+		d->store_pfd.fd = w->fd;
+		d->store_pfd.events = w->events;
+		d->store_pfd.revents = 0;
+	}
+	if (n > 0 || wfd) {
+		if (n > 0)
+			memcpy(d->ready, d->fds, (size_t)n * sizeof *d->ready);
+		if (wfd && n > 0) {
+			/* d->ready has room for one more: see on_socket */
+			d->ready[n] = d->store_pfd;
+			ready = poll(d->ready, (nfds_t)n + 1, ms);
+			d->store_pfd.revents = d->ready[n].revents;
+		} else if (wfd) {
+			ready = poll(&d->store_pfd, 1, ms);
+		} else {
+			ready = poll(d->ready, (nfds_t)n, ms);
+		}
+		if (wfd && d->store_pfd.revents != 0) {
+			ready--;
+			w->on_ready(w->ud, d->store_pfd.revents);
+		}
 	} else if (ms > 0) {
 		poll(NULL, 0, ms); /* only a timeout (or an exchange waking up) to wait for */
 	}
+	if (w->on_ready != NULL && w->timer >= 0 && w->timer <= ach_now())
+		w->on_ready(w->ud, 0); /* the store's timeouts */
+	/* ---- end of state store ---- */
 	if (d->timer >= 0 && d->timer <= ach_now()) {
 		/* the timer is one-shot: it has fired. libcurl sets the next through on_timer; should
 		 * it not (its earliest deadline unchanged), ask, so that no timeout is lost */
@@ -557,7 +584,7 @@ static int driver_loop(ach_core *core, ach_exchange *target, double until)
 		/* exchanges that are runnable but wait for a free transfer slot are re-stepped
 		 * only when one frees up; the others get stepped now */
 		wake = step_runnable(core, ach_now(), until, &progress);
-		pump(d, progress ? 0 : wait_ms);
+		pump(core, d, progress ? 0 : wait_ms);
 		while ((m = curl_multi_info_read(d->multi, &msgs)) != NULL) {
 			transfer *t = NULL;
 			if (m->msg != CURLMSG_DONE)
@@ -576,16 +603,22 @@ static int driver_loop(ach_core *core, ach_exchange *target, double until)
 			continue;
 		/* nothing moved: the next pump sleeps until a socket is ready, libcurl's timeout
 		 * or an exchange's wake-up */
-		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable)
-			if (ex->transfer == NULL && ach_exchange_wake(ex) == 0 &&
-			    d->active < core->opt.max_concurrency)
+		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable) {
+			double wk = ach_exchange_wake(ex);
+			if (ex->transfer == NULL && wk == 0 && d->active < core->opt.max_concurrency)
 				wake = now; /* runnable right away */
-		if (d->active == 0 && core->runnable == NULL && d->timer < 0)
+			else if (wk > 0 && wk < wake)
+				wake = wk; /* put to sleep after its step (by a state store answer) */
+		}
+		if (d->active == 0 && core->runnable == NULL && d->timer < 0 &&
+		    (core->watch.busy == NULL || !core->watch.busy(core->watch.ud)))
 			break; /* nothing in flight and nothing to step: nothing to wait for */
 		{
 			double w = wake - now;
 			if (d->timer >= 0 && d->timer - now < w)
 				w = d->timer - now;
+			if (core->watch.timer >= 0 && core->watch.timer - now < w)
+				w = core->watch.timer - now; /* the state store's */
 			if (w > 1.0)
 				w = 1.0;
 			wait_ms = w <= 0 ? 0 : (int)ceil(w * 1000);
