@@ -44,13 +44,14 @@ endif
 CURL_LIBS := $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 MHD_LIBS  := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 JANSSON_LIBS := $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
+HIREDIS_LIBS := $(shell $(PKG_CONFIG) --libs hiredis 2>/dev/null || echo -lhiredis)
 
-CLIENT_SRC  := $(sort $(wildcard src/*.c))
+CLIENT_SRC  := $(sort $(wildcard src/*.c) $(wildcard src/store/*.c))
 # src/sha256.c is compiled into both products (the sandbox has no other client source)
 SANDBOX_SRC := $(sort $(filter-out src/sandbox/main.c src/sandbox/lua_sandbox.c,$(wildcard src/sandbox/*.c)) src/sha256.c)
 CLIENT_OBJ  := $(CLIENT_SRC:src/%.c=$(BUILD)/obj/%.o)
 SANDBOX_OBJ := $(SANDBOX_SRC:src/%.c=$(BUILD)/obj/%.o)
-HEADERS     := $(wildcard src/*.h)
+HEADERS     := $(wildcard src/*.h) $(wildcard src/store/*.h)
 SANDBOX_HEADERS := $(wildcard src/sandbox/*.h) src/compat.h src/sha256.h
 
 MODULE      := $(BUILD)/achievers.so
@@ -74,7 +75,17 @@ $(BUILD)/obj/%.o: src/%.c $(HEADERS) Makefile $(BUILD)/.flags
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(MODULE): $(CLIENT_OBJ)
-	$(CC) $(LIBFLAG) $(SANFLAGS) -o $@ $^ $(CURL_LIBS) $(LDFLAGS)
+	$(CC) $(LIBFLAG) $(SANFLAGS) -o $@ $^ $(CURL_LIBS) $(HIREDIS_LIBS) $(LDFLAGS)
+
+# The state store's Redis scripts live in one Lua file that the OpenResty driver requires as
+# it is; the C client embeds the same text as a string (src/store/redis.c).
+STORE_SCRIPTS_H := $(BUILD)/gen/store_scripts.h
+$(STORE_SCRIPTS_H): src/lua/achievers/store_scripts.lua Makefile
+	@mkdir -p $(dir $@)
+	{ echo 'static const char store_scripts_lua[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+$(BUILD)/obj/store/redis.o: $(STORE_SCRIPTS_H)
+$(BUILD)/obj/store/%.o: CFLAGS_ALL += -I$(BUILD)/gen
 
 $(SANDBOX_MOD): $(SANDBOX_OBJ) $(BUILD)/obj/sandbox/lua_sandbox.o
 	@mkdir -p $(dir $@)
@@ -146,6 +157,8 @@ bench: deps-build
 	@$(DEPS) bench
 	@$(MAKE) --no-print-directory all
 	$(TEST_ENV) $(LUA_BIN) bench/run.lua $(BENCH_ARGS)
+	@# fleets: the budget's use by 8 processes through Redis, and what Redis costs per call
+	$(TEST_ENV) $(LUA_BIN) bench/store.lua $(STORE_BENCH_ARGS)
 
 FUZZ_SECONDS ?= 60
 fuzz: deps-build

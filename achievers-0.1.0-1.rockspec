@@ -21,10 +21,10 @@ dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1.0",
 }
--- libcurl, libmicrohttpd and jansson are found with pkg-config by the Makefile (Debian:
--- libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev). The `achievers` program uses
--- lua-posix (Debian: lua-posix) when it is there, to fsync its token file; without it, the
--- coreutils `sync` command does.
+-- libcurl, hiredis, libmicrohttpd and jansson are found with pkg-config by the Makefile (Debian:
+-- libcurl4-openssl-dev libhiredis-dev libmicrohttpd-dev libjansson-dev). The `achievers`
+-- program uses lua-posix (Debian: lua-posix) when it is there, to fsync its token file; without
+-- it, the coreutils `sync` command does.
 build = {
   type = "make",
   build_target = "all",

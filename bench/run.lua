@@ -24,7 +24,8 @@ usage: lua5.4 bench/run.lua [options]        (make bench BENCH_ARGS="...")
   --memory N            requests measured for memory growth (default 10000)
   --memory-warmup N     requests before the first memory reading (default 1000)
   --key rsa|ec          server key of the test certificate (default rsa: RSA 2048)
-  --only LIST           comma-separated sections: seq,batch,poll,memory (default all)
+  --warm-rounds N       fresh clients per variant of the warm section (default 7)
+  --only LIST           comma-separated sections: seq,batch,poll,warm,memory (default all)
   --strict              exit with status 1 when a target fails
   --help                this text]]
 
@@ -32,11 +33,11 @@ usage: lua5.4 bench/run.lua [options]        (make bench BENCH_ARGS="...")
 
 local opt = {
   rounds = 9, requests = 200, luasec_requests = 30, batch_rounds = 7, poll_rounds = 5,
-  memory = 10000, memory_warmup = 1000, key = "rsa", strict = false,
-  only = { seq = true, batch = true, poll = true, memory = true },
+  memory = 10000, memory_warmup = 1000, key = "rsa", strict = false, warm_rounds = 7,
+  only = { seq = true, batch = true, poll = true, warm = true, memory = true },
 }
 local QUICK = { rounds = 3, requests = 100, luasec_requests = 15, batch_rounds = 3,
-                poll_rounds = 2, memory = 3000, memory_warmup = 500 }
+                poll_rounds = 2, memory = 3000, memory_warmup = 500, warm_rounds = 3 }
 
 -- misuse of the command line: report and exit before anything was started
 local function usage_error(fmt, ...)
@@ -70,6 +71,7 @@ local function parse_args(argv)
     elseif a == "--luasec-requests" then opt.luasec_requests = count(a, 1)
     elseif a == "--batch-rounds" then opt.batch_rounds = count(a, 1)
     elseif a == "--poll-rounds" then opt.poll_rounds = count(a, 1)
+    elseif a == "--warm-rounds" then opt.warm_rounds = count(a, 1)
     elseif a == "--memory" then opt.memory = count(a, 1)
     elseif a == "--memory-warmup" then opt.memory_warmup = count(a, 1)
     elseif a == "--strict" then opt.strict = true
@@ -79,12 +81,15 @@ local function parse_args(argv)
     elseif a == "--only" then
       opt.only = {}
       for s in value(a):gmatch("[^,%s]+") do
-        if not ({ seq = 1, batch = 1, poll = 1, memory = 1 })[s] then usage_error("unknown section %s", s) end
+        if not ({ seq = 1, batch = 1, poll = 1, warm = 1, memory = 1 })[s] then
+          usage_error("unknown section %s", s)
+        end
         opt.only[s] = true
       end
-    elseif a == "--child-memory" or a == "--child-poll" then
+    elseif a == "--child-memory" or a == "--child-poll" or a == "--child-warm" then
       child = { kind = a:sub(9) }
-      for _ = 1, a == "--child-poll" and 8 or 7 do child[#child + 1] = value(a) end
+      local n = ({ ["--child-poll"] = 8, ["--child-memory"] = 7, ["--child-warm"] = 5 })[a]
+      for _ = 1, n do child[#child + 1] = value(a) end
     else
       usage_error("unknown option %s (--help lists them)", a)
     end
@@ -318,7 +323,56 @@ local function poll_child(a)
   os.exit(0)
 end
 
+-- ---- child process: the first calls of a fresh client over HTTPS, with and without warm ------
+
+local WARM_N = 16
+
+-- a[1] url, a[2] CA file, a[3] access token, a[4] rounds, a[5] "cold" or "warm". Each round
+-- is a fresh client (no connection, no TLS session: each has its own pool and session cache)
+-- holding a saved token, so that nothing has connected before the timed frames; "warm" calls
+-- client:warm(WARM_N) first, untimed, as a loading screen would. Then WARM_N async GETs are
+-- started in one frame and driven by poll(0) in 1 ms frames until all are done: every
+-- async and poll(0) call is a sample (the handshakes happen inside them when cold). Prints the
+-- samples' p50, p99 and max, and the connections warm reported ready.
+local function warm_child(a)
+  local achievers, clock = require("achievers"), require("benchutil")
+  local url, ca, token, rounds, mode = a[1], a[2], a[3], tonumber(a[4]), a[5]
+  local samples, ready, walls = {}, 0, {}
+  collectgarbage("incremental") -- as a host's luaL_newstate has it (the poll section's target)
+  for _ = 1, rounds do
+    local c = achievers.client { base_url = url, ca_file = ca ~= "-" and ca or nil,
+                                 rate_limit = false, max_concurrency = WARM_N,
+                                 token = { access_token = token, expires_at = os.time() + 86400 } }
+    if mode == "warm" then ready = ready + c:warm(WARM_N) end
+    collectgarbage("collect")
+    local done, reqs = 0, {}
+    local t_start = clock.now()
+    for i = 1, WARM_N do
+      local t0 = clock.now()
+      reqs[i] = c:async { path = "users" }
+      samples[#samples + 1] = clock.now() - t0
+      reqs[i]:on_done(function(data, err)
+        if not data then die("async request failed: %s", tostring(err)) end
+      end)
+    end
+    local deadline = clock.now() + 30
+    while done < WARM_N do
+      if clock.now() > deadline then die("warm: requests did not finish in 30 s") end
+      local t0 = clock.now()
+      done = done + c:poll(0)
+      samples[#samples + 1] = clock.now() - t0
+      clock.sleep(0.001)
+    end
+    walls[#walls + 1] = clock.now() - t_start
+  end
+  local s = sorted(samples)
+  print(string.format("n=%d p50=%.9f p99=%.9f max=%.9f ready=%d wall=%.6f", #s, percentile(s, 50),
+                      percentile(s, 99), s[#s], ready, median(walls)))
+  os.exit(0)
+end
+
 if child_args and child_args.kind == "memory" then memory_child(child_args) end
+if child_args and child_args.kind == "warm" then warm_child(child_args) end
 if child_args and child_args.kind == "poll" then poll_child(child_args) end
 
 -- ---- servers and TLS material -------------------------------------------------------------------
@@ -710,6 +764,45 @@ local function section_poll(protos)
   end
 end
 
+-- The first calls of a fresh client over HTTPS (handshakes included), without and with
+-- client:warm, side by side; each variant in a child process of its own (see warm_child).
+local function section_warm(protos)
+  print(string.format("\n== The first %d async GETs of a fresh HTTPS client, driven by poll(0) in" ..
+                      " 1 ms frames, TLS handshakes\n   included; %d fresh clients per variant;" ..
+                      " every async and poll(0) call is a sample; without and\n   with" ..
+                      " client:warm(%d) first (untimed, as on a loading screen)",
+                      WARM_N, opt.warm_rounds, WARM_N))
+  for _, pr in ipairs(protos) do
+    if pr.ca then
+      local v = {}
+      for _, mode in ipairs({ "cold", "warm" }) do
+        local cmd = table.concat({ "ACHIEVERS_BUILD=" .. sh_quote(BUILD), sh_quote(LUA),
+                                   "bench/run.lua", "--child-warm", sh_quote(pr.srv.url),
+                                   sh_quote(pr.ca), sh_quote(pr.token),
+                                   tostring(opt.warm_rounds), mode }, " ")
+        local p = assert(io.popen(cmd, "r"))
+        local out = p:read("a")
+        if not p:close() then die("warm child failed: %s", out) end
+        local r = {}
+        for k, x in out:gmatch("(%w+)=(%S+)") do r[k] = tonumber(x) end
+        if not r.p99 then die("warm child printed no figures: %s", out) end
+        v[mode] = r
+      end
+      print(string.format("   %-5s %-26s %12s %12s %12s", pr.name, "", "p50", "p99", "max"))
+      print(string.format("         %-26s %s  %s  %s   (%d calls, %.1f ms per round)",
+                          "without warm", us(v.cold.p50), us(v.cold.p99), us(v.cold.max),
+                          v.cold.n, v.cold.wall * 1e3))
+      print(string.format("         %-26s %s  %s  %s   (%d calls, %.1f ms per round; warm" ..
+                          " readied %d of %d connections)", "after client:warm(" .. WARM_N .. ")",
+                          us(v.warm.p50), us(v.warm.p99), us(v.warm.max), v.warm.n,
+                          v.warm.wall * 1e3, v.warm.ready, WARM_N * opt.warm_rounds))
+      target(pr.name:upper() .. " first calls after client:warm: poll(0) p99 under 1 ms",
+             string.format("p99 %.0f us (without warm %.0f us)", v.warm.p99 * 1e6,
+                           v.cold.p99 * 1e6), "< 1000 us", v.warm.p99 < 0.001)
+    end
+  end
+end
+
 -- Runs the memory child; returns {r0, r1, heap0, heap1, t0, t1, trace = {...}} in kB.
 local function memory_child_run(pr, mode)
   local cmd = table.concat({ "ACHIEVERS_BUILD=" .. sh_quote(BUILD), sh_quote(LUA),
@@ -803,6 +896,7 @@ local function main()
   if opt.only.seq then section_sequential(protos) end
   if opt.only.batch then section_batch(protos) end
   if opt.only.poll then section_poll(protos) end
+  if opt.only.warm then section_warm(protos) end
   if opt.only.memory then section_memory(protos) end
 
   local failed = 0

@@ -147,6 +147,32 @@ describe("rate governor", function()
     assert.equals(0, #waits)
   end)
 
+  it("on_rate_limit also tells of a wait the server's 429 caused (reason = server)", function()
+    local sb = h.start_sandbox { limits = { heavy = { 2, 2 } } }
+    local waits = {}
+    local c = h.client(sb, { rate_limit = false, retries = 1,
+      on_rate_limit = function(info) waits[#waits + 1] = info end })
+    for _ = 1, 2 do assert(c:get("recognitions")) end
+    assert.equals(0, #waits)
+    assert(c:get("recognitions")) -- a 429, then a retry after its Retry-After
+    sb:stop()
+    assert.equals(1, #waits)
+    assert.equals("server", waits[1].reason)
+    assert.equals("heavy", waits[1].class)
+    assert.is_true(waits[1].wait > 0 and waits[1].wait <= 3, "wait " .. waits[1].wait)
+  end)
+
+  it("says its own pacing waits are pacing (reason = pacing)", function()
+    local sb = h.start_sandbox { limits = { heavy = { 2, 2 } } }
+    local waits = {}
+    local c = h.client(sb, { limits = { heavy = { 2, 2 } },
+      on_rate_limit = function(info) waits[#waits + 1] = info end })
+    for _ = 1, 3 do assert(c:get("recognitions")) end
+    sb:stop()
+    assert.is_true(#waits >= 1)
+    assert.equals("pacing", waits[1].reason)
+  end)
+
   it("refuses bad limits", function()
     local sb = h.start_sandbox()
     for _, bad in ipairs({ { heavy = { 0, 1 } }, { heavy = { 5 } }, { fast = { 1, 1 } }, { heavy = "5/2" },

@@ -121,7 +121,8 @@ typedef enum ach_kind {
 	X(DECODE, "decode") \
 	X(STATE_MISMATCH, "state_mismatch") \
 	X(ACCESS_DENIED, "access_denied") \
-	X(REAUTHORIZE, "reauthorize")
+	X(REAUTHORIZE, "reauthorize") \
+	X(CANCELLED, "cancelled")
 #define ACH_KIND_ENUM(e, s) ACH_KIND_##e,
 	ACH_KINDS(ACH_KIND_ENUM)
 #undef ACH_KIND_ENUM
@@ -191,6 +192,37 @@ typedef struct ach_limit {
 
 enum { ACH_CLASS_DEFAULT, ACH_CLASS_HEAVY, ACH_CLASS_COUNT };
 
+/* ---- state store (src/store/store.h): budgets as the server counts them ---------------- */
+/* Everything else; GET /recognitions; GET /newsfeed-events: each heavy one its own budget. */
+enum { ACH_BUCKET_DEFAULT, ACH_BUCKET_RECOGNITIONS, ACH_BUCKET_NEWSFEED, ACH_BUCKET_COUNT };
+typedef struct ach_store ach_store;
+
+/* A socket and a timer of the state store, watched by the driver's poll with libcurl's. */
+typedef struct ach_watch {
+	int fd;       /* -1: none */
+	short events; /* POLLIN, POLLOUT */
+	double timer; /* monotonic seconds when on_ready wants calling anyway; < 0: never */
+	int (*busy)(void *ud); /* answers awaited: the driver must keep running */
+	void (*on_ready)(void *ud, short revents); /* revents 0: the timer */
+	void *ud;
+} ach_watch;
+
+/* The slot's leases of rate slots, one per budget bucket. */
+typedef struct ach_lease {
+	struct ach_slot *slot;
+	int bucket;
+	int n;           /* slots left to spend */
+	int ask;         /* how many the next take asks for (grows while leases get used up) */
+	double until;    /* monotonic: slots left after this are not spent */
+	double next;     /* monotonic: no slot before this (the store said wait) */
+	int taking;      /* a take is in flight */
+	double take_sent;
+	char take_hash[17]; /* the token the take in flight was for */
+	char id[48];     /* the store's name of the lease held, to give unspent slots back */
+	int granted;     /* slots the lease held had */
+	struct ach_exchange *waiters; /* exchanges waiting for the take in flight */
+} ach_lease;
+
 /* Options shared by a client and the clients with_token derives from it. */
 typedef struct ach_options {
 	ach_url base;
@@ -215,6 +247,7 @@ typedef struct ach_options {
 	int insecure;
 	size_t max_response;
 	int pkce; /* authorize_url adds an S256 code_challenge (RFC 7636) */
+	double deadline; /* seconds for a whole call, retries and waits included; 0: none */
 } ach_options;
 
 /* What a driver must send. The strings belong to the exchange. */
@@ -260,6 +293,8 @@ struct ach_core {
 	lua_State *L; /* the state of the Lua call now driving the core */
 	int hook_error; /* a hook raised; its error waits in the registry */
 	int no_yield;   /* > 0 while a C function calls a blocking call: tasks block there */
+	ach_store *store; /* tokens and rate budgets (src/store/): memory unless configured */
+	ach_watch watch;  /* the store's socket and timer in the driver's poll */
 };
 
 /* A token holder: one per client object. Exchanges that need a token ask their slot. */
@@ -271,8 +306,9 @@ struct ach_slot {
 	ach_exchange *fetching; /* the token request in flight, shared by everybody waiting */
 	ach_exchange *waiters;
 	double refresh_after; /* no refresh before (monotonic), after one returned the same token */
-	double *sent[ACH_CLASS_COUNT]; /* rate governor: send times, ring buffers */
-	int sent_head[ACH_CLASS_COUNT], sent_n[ACH_CLASS_COUNT];
+	char tok_hash[17]; /* the held access token's hash (names its budgets in the store) */
+	char bad_hash[17]; /* a token the server rejected: not taken from the store again */
+	ach_lease lease[ACH_BUCKET_COUNT]; /* rate governor: slots taken from the store */
 };
 
 typedef enum ach_ex_type {
@@ -319,6 +355,9 @@ struct ach_exchange {
 	int fresh_token;            /* a token request just ended for this exchange: use its token */
 	double wake_at;
 	double started;
+	double deadline_at; /* monotonic; the call fails with kind timeout past it (0: none) */
+	int deadline_hit;   /* it failed because of deadline_at */
+	int warm;           /* client:warm's request: opens a connection, no hooks see it */
 	const char **headers; /* the header lines handed to the driver */
 	ach_buf scratch;      /* building space that __gc frees if a raise interrupts */
 	ach_buf auth_header;
@@ -343,6 +382,14 @@ struct ach_exchange {
 	int watched;    /* poll reports it: once finished, it waits on the core's done list */
 	ach_exchange *done_prev, *done_next; /* the core's done list, in order of finishing */
 	int in_done;    /* on that list */
+	/* state store */
+	int sync;        /* a shared token request's progress through the store (engine.c) */
+	int store_wait;  /* a store answer is awaited */
+	int in_step;     /* ach_exchange_step runs: a store answer given at once waits for it */
+	int locked;      /* holds the store's token lock */
+	int from_store;  /* its token came from the store, not from the server */
+	double fresh_until; /* wall time: a stored token inside the refresh window is used till then */
+	char *seen;      /* the stored token text it saw (compare-and-set) */
 	unsigned stepped; /* the driver's last stepping round that saw it */
 };
 
@@ -362,6 +409,10 @@ int ach_exchange_done(const ach_exchange *ex);
 void ach_exchange_watch(ach_exchange *ex, int on);
 /* Detaches the exchange from its slot, the runnable list and the driver. */
 void ach_exchange_cancel(ach_exchange *ex);
+/* Ends a pending exchange now with this failure (req:cancel()): its transfer leaves libcurl,
+ * it leaves the slot's waiters (a token request it waited on goes on for the others). No-op
+ * on a finished exchange or a slot's own token request. Returns 1 when it stopped it. */
+int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message);
 int ach_rate_class(const char *method, const char *url); /* resources.c */
 int ach_method_idempotent(const char *method); /* GET, OPTIONS, HEAD: safe to send again */
 
@@ -377,7 +428,8 @@ int ach_exchange_push_result(lua_State *L, ach_exchange *ex, int owner);
 void ach_hook_token(ach_core *core, ach_exchange *ex, ach_slot *slot);
 void ach_hook_trace(ach_core *core, ach_exchange *ex, const char *phase, const ach_http_response *resp);
 void ach_hook_retry(ach_core *core, ach_exchange *ex, double delay);
-void ach_hook_rate_limit(ach_core *core, ach_exchange *ex, double wait);
+/* on_rate_limit: `wait` seconds held back by our pacing, or (server != 0) by the server's 429. */
+void ach_hook_rate_limit(ach_core *core, ach_exchange *ex, double wait, int server);
 
 /* ---- curl_driver.c ------------------------------------------------------------------- */
 

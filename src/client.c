@@ -7,11 +7,13 @@
  * on_token, on_request, on_rate_limit, pending = {[exchange pointer] = request}}.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "achievers.h"
+#include "store/store.h"
 
 typedef struct client {
 	ach_core *core;
@@ -170,7 +172,7 @@ void ach_hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_
 {
 	lua_State *L = c->L;
 	int top, ev, i;
-	if (L == NULL)
+	if (L == NULL || ex->warm)
 		return;
 	top = lua_gettop(L);
 	if (push_root_field(L, c, "recorder")) /* record option (record.c) */
@@ -225,7 +227,7 @@ void ach_hook_retry(ach_core *c, ach_exchange *ex, double delay)
 	lua_settop(L, top);
 }
 
-void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait)
+void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait, int server)
 {
 	lua_State *L = c->L;
 	int top;
@@ -233,9 +235,11 @@ void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait)
 		return;
 	top = lua_gettop(L);
 	if (push_root_field(L, c, "on_rate_limit")) {
-		lua_createtable(L, 0, 4);
+		lua_createtable(L, 0, 5);
 		lua_pushnumber(L, wait);
 		lua_setfield(L, -2, "wait");
+		lua_pushstring(L, server ? "server" : "pacing"); /* a 429's Retry-After, or ours */
+		lua_setfield(L, -2, "reason");
 		lua_pushstring(L, ex->rate_class == ACH_CLASS_HEAVY ? "heavy" : "default");
 		lua_setfield(L, -2, "class");
 		lua_pushstring(L, ex->method);
@@ -246,6 +250,26 @@ void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait)
 	}
 	lua_settop(L, top);
 }
+
+/* ---- state store: on_store (src/store/) ---- */
+void ach_hook_store(ach_core *c, int up, const char *message)
+{
+	lua_State *L = c->L;
+	int top;
+	if (L == NULL)
+		return;
+	top = lua_gettop(L);
+	if (push_root_field(L, c, "on_store")) {
+		lua_createtable(L, 0, 2);
+		lua_pushstring(L, up ? "up" : "down");
+		lua_setfield(L, -2, "state");
+		lua_pushstring(L, message);
+		lua_setfield(L, -2, "message");
+		call_hook(L, c, 1);
+	}
+	lua_settop(L, top);
+}
+/* ---- end of state store ---- */
 
 /* ---- options ------------------------------------------------------------------------------------ */
 
@@ -276,7 +300,8 @@ static const char *const option_names[] = {
 	"on_token", "refresh_window", "timeout", "connect_timeout", "retries", "retry_max_wait",
 	"rate_limit", "limits", "max_concurrency", "ca_file", "insecure", "proxy", "user_agent",
 	"on_request", "on_rate_limit", "allow_http", "max_response_size", "frame_budget",
-	"record", "record_pseudonymise", /* record.c */
+	"deadline", "record", "record_pseudonymise", /* record.c */
+	"store", "on_store", /* state store (src/store/) */
 	"pkce",
 	NULL,
 };
@@ -312,24 +337,31 @@ static char *opt_string(lua_State *L, int opts, const char *name)
 	return s;
 }
 
-static double opt_number(lua_State *L, int opts, const char *name, double def, double min)
+#define DAY 86400.0 /* the longest timeout, wait or deadline an option takes, seconds */
+
+/* A number option within [min, max]; raises naming both bounds and the value given. */
+static double opt_number(lua_State *L, int opts, const char *name, double def, double min,
+			 double max)
 {
 	double v = def;
 	if (opt_type(L, opts, name, LUA_TNUMBER)) {
 		v = lua_tonumber(L, -1);
-		lua_pop(L, 1);
-		if (!(v >= min) || v > 1e12 || isinf(v)) { /* also keeps later casts in range */
-			lua_pushnumber(L, min);
-			luaL_error(L, "achievers.client: option '%s' must be a finite number >= %s", name,
-				   lua_tostring(L, -1));
+		if (!(v >= min) || !(v <= max)) { /* also keeps later casts in range */
+			char lo[32], hi[32], got[32];
+			snprintf(lo, sizeof lo, "%.15g", min);
+			snprintf(hi, sizeof hi, "%.15g", max);
+			snprintf(got, sizeof got, "%.15g", v);
+			luaL_error(L, "achievers.client: option '%s' must be a finite number >= %s and "
+				      "<= %s (got %s)", name, lo, hi, got);
 		}
+		lua_pop(L, 1);
 	}
 	return v;
 }
 
-static int opt_integer(lua_State *L, int opts, const char *name, int def, int min)
+static int opt_integer(lua_State *L, int opts, const char *name, int def, int min, int max)
 {
-	double v = opt_number(L, opts, name, def, min);
+	double v = opt_number(L, opts, name, def, min, max);
 	if (v != floor(v) || v > 1e9)
 		luaL_error(L, "achievers.client: option '%s' must be an integer", name);
 	return (int)v;
@@ -554,18 +586,20 @@ static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
 			luaL_error(L, "achievers.client: option 'token_auth' must be \"json\", \"basic\" "
 				      "or \"post\"");
 	}
-	o->refresh_window = opt_number(L, opts, "refresh_window", 7200, 0);
-	o->timeout = opt_number(L, opts, "timeout", 30, 0.001);
-	o->connect_timeout = opt_number(L, opts, "connect_timeout", 10, 0.001);
-	o->retries = opt_integer(L, opts, "retries", 2, 0);
-	o->retry_max_wait = opt_number(L, opts, "retry_max_wait", 60, 0);
+	o->refresh_window = opt_number(L, opts, "refresh_window", 7200, 0, 1e12);
+	o->timeout = opt_number(L, opts, "timeout", 30, 0.001, DAY);
+	o->connect_timeout = opt_number(L, opts, "connect_timeout", 10, 0.001, DAY);
+	o->deadline = opt_number(L, opts, "deadline", 0, 0.001, DAY);
+	o->retries = opt_integer(L, opts, "retries", 2, 0, 10);
+	o->retry_max_wait = opt_number(L, opts, "retry_max_wait", 60, 0, DAY);
 	o->rate_limit = opt_boolean(L, opts, "rate_limit", 1);
 	opt_limits(L, opts, o);
-	o->max_concurrency = opt_integer(L, opts, "max_concurrency", 8, 1);
-	o->frame_budget = opt_number(L, opts, "frame_budget", ACH_FRAME_BUDGET, 0);
+	o->max_concurrency = opt_integer(L, opts, "max_concurrency", 8, 1, 256);
+	o->frame_budget = opt_number(L, opts, "frame_budget", ACH_FRAME_BUDGET, 0, 60);
 	o->insecure = opt_boolean(L, opts, "insecure", 0);
 	/* 8 MiB: a page of 100 items is well under 1 MiB */
-	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 8.0 * 1024 * 1024, 1);
+	o->max_response = (size_t)opt_number(L, opts, "max_response_size", 8.0 * 1024 * 1024, 1,
+					     1e12);
 	o->pkce = opt_boolean(L, opts, "pkce", 1);
 	if (opt_type(L, opts, "on_token", LUA_TFUNCTION))
 		lua_setfield(L, hooks, "on_token");
@@ -573,6 +607,12 @@ static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
 		lua_setfield(L, hooks, "on_request");
 	if (opt_type(L, opts, "on_rate_limit", LUA_TFUNCTION))
 		lua_setfield(L, hooks, "on_rate_limit");
+	/* state store (src/store/store.c): last, it may connect to Redis */
+	if (opt_type(L, opts, "on_store", LUA_TFUNCTION))
+		lua_setfield(L, hooks, "on_store");
+	lua_getfield(L, opts, "store");
+	ach_store_open(L, -1, core);
+	lua_pop(L, 1);
 }
 
 /* ---- construction ---------------------------------------------------------------------------------- */
@@ -682,7 +722,7 @@ static int client_gc(lua_State *L)
 
 static const char *const request_fields[] = {
 	"method", "path", "query", "form", "json", "body", "content_type", "headers", "timeout",
-	"multipart", NULL,
+	"multipart", "deadline", NULL,
 };
 
 /* Builds the absolute URL for `path` (and `query`) into b; raises on misuse. */
@@ -808,9 +848,16 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex)
 
 	lua_getfield(L, spec, "timeout");
 	if (!lua_isnil(L, -1)) {
-		if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 1e6)
-			luaL_error(L, "request: 'timeout' must be a number of seconds, > 0 and <= 1e6");
+		if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > DAY)
+			luaL_error(L, "request: 'timeout' must be a number of seconds, > 0 and <= 86400");
 		ex->timeout = lua_tonumber(L, -1);
+	}
+	lua_pop(L, 1);
+	lua_getfield(L, spec, "deadline");
+	if (!lua_isnil(L, -1)) {
+		if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > DAY)
+			luaL_error(L, "request: 'deadline' must be a number of seconds, > 0 and <= 86400");
+		ex->deadline_at = ex->started + lua_tonumber(L, -1);
 	}
 	lua_pop(L, 1);
 
@@ -974,6 +1021,59 @@ static int client_post(lua_State *L)
 	lua_replace(L, 2);
 	lua_settop(L, 2);
 	return ach_client_request(L);
+}
+
+/* client:warm([n]): opens up to n (default 1, at most max_concurrency) keep-alive connections
+ * to base_url's host, TLS handshakes done, before the frame loop needs them; blocks until they
+ * are up. Each is a HEAD of the API root without a token (an answer without side effects,
+ * whatever its status): libcurl does not reuse a CURLOPT_CONNECT_ONLY connection for later
+ * transfers, so a real request is what leaves a connection in the cache. Returns how many got
+ * an answer (so have a connection ready). No hook or recording sees these requests. */
+static int client_warm(lua_State *L)
+{
+	client *c = check_client(L, 1);
+	ach_core *core = c->core;
+	const ach_options *o = &core->opt;
+	lua_Integer n = luaL_optinteger(L, 2, 1);
+	int i, first, ready = 0;
+	luaL_argcheck(L, n >= 1, 2, "n must be >= 1");
+	if (n > o->max_concurrency)
+		n = o->max_concurrency;
+	ach_check_not_in_hook(L, core, "client:warm");
+	lua_settop(L, 1);
+	first = lua_gettop(L) + 1;
+	for (i = 0; i < (int)n; i++) {
+		ach_exchange *ex = ach_request_push(L, 1, ACH_EX_API);
+		ach_slot_unref(ex->slot); /* no token, no pacing: nothing of the slot's is used */
+		ex->slot = NULL;
+		ex->warm = 1;
+		ex->method = dup_or_raise(L, "HEAD");
+		if (ach_buf_adds(&ex->scratch, o->base.origin) || ach_buf_adds(&ex->scratch, o->base.path) ||
+		    ach_buf_adds(&ex->scratch, ACH_API_PREFIX) ||
+		    (ex->url = ach_buf_take(&ex->scratch)) == NULL)
+			ach_nomem(L);
+		if (ex->deadline_at == 0)
+			ex->deadline_at = ex->started + o->connect_timeout + o->timeout;
+	}
+	core->L = L;
+	for (i = 0; i < (int)n; i++)
+		ach_exchange_schedule(ach_request_exchange(L, first + i));
+	for (i = 0; i < (int)n; i++) {
+		ach_exchange *ex = ach_request_exchange(L, first + i);
+		while (!ach_exchange_done(ex)) {
+			ach_driver_run(core, ex, INFINITY, INFINITY);
+			if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL)
+				return luaL_error(L, "achievers: internal error: client:warm stalled");
+		}
+	}
+	ach_raise_hook_error(L, core);
+	for (i = 0; i < (int)n; i++) {
+		ach_exchange *ex = ach_request_exchange(L, first + i);
+		ready += ex->status > 0;
+		ach_exchange_trim(ex);
+	}
+	lua_pushinteger(L, ready);
+	return 1;
 }
 
 /* ---- tokens and the authorization code flow --------------------------------------------------------------- */
@@ -1223,6 +1323,70 @@ static int client_tostring(lua_State *L)
 	return 1;
 }
 
+/* Edit distance (insertions, deletions, substitutions, adjacent swaps) between two short names;
+ * names longer than 63 bytes count as far from everything. */
+static int edit_distance(const char *a, const char *b)
+{
+	int n = (int)strlen(a), m = (int)strlen(b), i, j;
+	int d[64][64];
+	if (n >= 64 || m >= 64)
+		return 99;
+	for (i = 0; i <= n; i++)
+		d[i][0] = i;
+	for (j = 0; j <= m; j++)
+		d[0][j] = j;
+	for (i = 1; i <= n; i++)
+		for (j = 1; j <= m; j++) {
+			int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			if (d[i - 1][j] + 1 < c)
+				c = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < c)
+				c = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < c)
+				c = d[i - 2][j - 2] + 1;
+			d[i][j] = c;
+		}
+	return d[n][m];
+}
+
+/* A name of the client the unknown key k is probably a misspelling of: raises "no method 'k'
+ * (did you mean 'x'?)". Nothing close: returns, and the key reads as nil. The methods table is
+ * at the top of the stack. */
+static void suggest_method(lua_State *L, const char *k)
+{
+	static const char *const fields[] = {"base_url", "client_id", "scope", "redirect_uri",
+					     "refresh_window", "max_concurrency", "frame_budget",
+					     "rate_limit", "limits", "current_token", NULL};
+	int methods = lua_gettop(L), best = 99, len = (int)strlen(k), limit, i;
+	char name[64] = "";
+	if (k[0] == '_' || len < 3)
+		return;
+	limit = len < 6 ? 1 : 2;
+	lua_pushnil(L);
+	while (lua_next(L, methods) != 0) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) == LUA_TSTRING && lua_tostring(L, -1)[0] != '_') {
+			const char *m = lua_tostring(L, -1);
+			int dist = edit_distance(k, m);
+			/* ties go to the first in byte order: the same answer whatever the table order */
+			if (dist < best || (dist == best && strcmp(m, name) < 0)) {
+				best = dist;
+				snprintf(name, sizeof name, "%s", m);
+			}
+		}
+	}
+	for (i = 0; fields[i] != NULL; i++) {
+		int dist = edit_distance(k, fields[i]);
+		if (dist < best) {
+			best = dist;
+			snprintf(name, sizeof name, "%s", fields[i]);
+		}
+	}
+	if (best > 0 && best <= limit)
+		luaL_error(L, "achievers.client: no method '%s' (did you mean '%s'?)", k, name);
+}
+
 static int client_index(lua_State *L)
 {
 	client *c = check_client(L, 1);
@@ -1233,6 +1397,7 @@ static int client_index(lua_State *L)
 	lua_getfield(L, -1, k);
 	if (!lua_isnil(L, -1))
 		return 1;
+	lua_pop(L, 1);
 	if (strcmp(k, "base_url") == 0)
 		lua_pushfstring(L, "%s%s", o->base.origin, o->base.path);
 	else if (strcmp(k, "client_id") == 0)
@@ -1266,8 +1431,10 @@ static int client_index(lua_State *L)
 			lua_pushnil(L);
 		else
 			ach_push_token(L, c->slot->tok, 1);
-	} else
+	} else {
+		suggest_method(L, k); /* raises for a misspelled name */
 		lua_pushnil(L);
+	}
 	return 1;
 }
 
@@ -1288,6 +1455,7 @@ void ach_client_open(lua_State *L)
 		{"handle_callback", client_handle_callback},
 		{"exchange_code", client_exchange_code},
 		{"with_token", client_with_token},
+		{"warm", client_warm},
 		{"_refresh_token", client_refresh_token},
 		{NULL, NULL},
 	};

@@ -47,6 +47,7 @@ typedef struct driver {
 	int next_fd;  /* where the next pump starts looking at ready sockets (round robin) */
 	double budget_end; /* this run's work budget ends (monotonic; INFINITY: none) */
 	int units;    /* units of work done in this run: a transfer started, a socket served */
+	struct pollfd store_pfd; /* the state store's socket (core->watch) */
 } driver;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -76,7 +77,8 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 		if (d->nfds == d->capfds) {
 			int cap = d->capfds ? d->capfds * 2 : 16;
 			struct pollfd *f = realloc(d->fds, (size_t)cap * sizeof *f);
-			struct pollfd *r = f ? realloc(d->ready, (size_t)cap * sizeof *r) : NULL;
+			/* one more in ready: the state store's socket */
+			struct pollfd *r = f ? realloc(d->ready, (size_t)(cap + 1) * sizeof *r) : NULL;
 			if (f != NULL)
 				d->fds = f;
 			if (r == NULL)
@@ -309,6 +311,10 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 	 * no answer; for a request that must not run twice, use a connection of its own. */
 	if (!ach_method_idempotent(req.method) && ex->type == ACH_EX_API)
 		curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
+	/* client:warm: each of its requests opens a connection of its own (on a fast server they
+	 * would otherwise follow one another on one), which then stays in the cache */
+	if (ex->warm)
+		curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
 
 	if (curl_multi_add_handle(d->multi, t->easy) != CURLM_OK) {
 		transfer_recycle(d, t); /* removes nothing: it was never added */
@@ -350,6 +356,34 @@ static ach_kind failure_kind(CURLcode rc)
 
 static int driver_loop(ach_core *core, ach_exchange *target, double until);
 
+/* What to do about a TLS failure, from libcurl's (OpenSSL's) message: advice that matches it.
+ * "insecure = true" is only offered for certificate problems, never for a port that does not
+ * speak TLS at all, where it would not help. */
+static const char *tls_advice(const char *m)
+{
+	if (strstr(m, "wrong version number") != NULL || strstr(m, "packet length too long") != NULL ||
+	    strstr(m, "record layer failure") != NULL || strstr(m, "http request") != NULL)
+		return " (TLS: the port seems to speak plain HTTP, not TLS: check the port in "
+		       "base_url, or use http:// for a local server)";
+	if (strstr(m, "SSL_ERROR_SYSCALL") != NULL || strstr(m, "unexpected eof") != NULL ||
+	    strstr(m, "Connection reset") != NULL)
+		return " (TLS: the server closed the connection during the handshake: the port may "
+		       "speak plain HTTP, not TLS; check the port in base_url)";
+	if (strstr(m, "subject name") != NULL || strstr(m, "host name") != NULL ||
+	    strstr(m, "hostname") != NULL)
+		return " (TLS: the server's certificate is not for this host name: use a name it "
+		       "lists in base_url; trusting its CA with ca_file does not change that, "
+		       "insecure = true turns verification off)";
+	if (strstr(m, "protocol") != NULL || strstr(m, "no protocols available") != NULL)
+		return " (TLS: the server offers no TLS 1.2 or later, which this client requires)";
+	if (strstr(m, "certificate") != NULL || strstr(m, "issuer") != NULL ||
+	    strstr(m, "verify") != NULL)
+		return " (TLS: the server's certificate is not trusted: give the CA that signed it "
+		       "with ca_file, or set insecure = true to turn verification off)";
+	return " (TLS: the handshake failed: check the server's certificate; give the CA that "
+	       "signed it with ca_file, or set insecure = true to turn verification off)";
+}
+
 /* Hands a finished transfer's answer to its exchange. */
 static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 {
@@ -374,13 +408,8 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 		    rc == CURLE_COULDNT_RESOLVE_PROXY || sent == 0)
 			r.reached = 0;
 		ach_buf_adds(&msg, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
-		if (r.failure == ACH_KIND_TLS && strstr(msg.data ? msg.data : "", "protocol") != NULL)
-			ach_buf_adds(&msg, " (TLS: the server offers no TLS 1.2 or later, which this "
-					   "client requires)");
-		else if (r.failure == ACH_KIND_TLS)
-			ach_buf_adds(&msg, " (TLS: check the server's certificate; give the CA that "
-					   "signed it with ca_file, or set insecure = true to turn "
-					   "verification off)");
+		if (r.failure == ACH_KIND_TLS)
+			ach_buf_adds(&msg, tls_advice(msg.data ? msg.data : ""));
 	} else {
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.status);
 	}
@@ -471,15 +500,40 @@ int ach_driver_run(ach_core *core, ach_exchange *target, double until, double bu
 /* Waits up to ms milliseconds (0: not at all) for a watched socket to be ready, then lets
  * libcurl act on its timeouts if they are due and on the ready sockets, within the run's
  * budget (the sockets left ready are found again by the next pump). */
-static void pump(driver *d, int ms)
+static void pump(ach_core *core, driver *d, int ms)
 {
 	int n = d->nfds, i, k, ready = 0, running;
-	if (n > 0) {
-		memcpy(d->ready, d->fds, (size_t)n * sizeof *d->ready);
-		ready = poll(d->ready, (nfds_t)n, ms);
+	/* state store (src/store/): its socket in the same poll, one slot past libcurl's */
+	ach_watch *w = &core->watch;
+	int wfd = w->fd >= 0 && w->events != 0 && w->on_ready != NULL;
+	if (wfd) {
+		d->store_pfd.fd = w->fd;
+		d->store_pfd.events = w->events;
+		d->store_pfd.revents = 0;
+	}
+	if (n > 0 || wfd) {
+		if (n > 0)
+			memcpy(d->ready, d->fds, (size_t)n * sizeof *d->ready);
+		if (wfd && n > 0) {
+			/* d->ready has room for one more: see on_socket */
+			d->ready[n] = d->store_pfd;
+			ready = poll(d->ready, (nfds_t)n + 1, ms);
+			d->store_pfd.revents = d->ready[n].revents;
+		} else if (wfd) {
+			ready = poll(&d->store_pfd, 1, ms);
+		} else {
+			ready = poll(d->ready, (nfds_t)n, ms);
+		}
+		if (wfd && d->store_pfd.revents != 0) {
+			ready--;
+			w->on_ready(w->ud, d->store_pfd.revents);
+		}
 	} else if (ms > 0) {
 		poll(NULL, 0, ms); /* only a timeout (or an exchange waking up) to wait for */
 	}
+	if (w->on_ready != NULL && w->timer >= 0 && w->timer <= ach_now())
+		w->on_ready(w->ud, 0); /* the store's timeouts */
+	/* ---- end of state store ---- */
 	if (d->timer >= 0 && d->timer <= ach_now()) {
 		/* the timer is one-shot: it has fired. libcurl sets the next through on_timer; should
 		 * it not (its earliest deadline unchanged), ask, so that no timeout is lost */
@@ -530,7 +584,7 @@ static int driver_loop(ach_core *core, ach_exchange *target, double until)
 		/* exchanges that are runnable but wait for a free transfer slot are re-stepped
 		 * only when one frees up; the others get stepped now */
 		wake = step_runnable(core, ach_now(), until, &progress);
-		pump(d, progress ? 0 : wait_ms);
+		pump(core, d, progress ? 0 : wait_ms);
 		while ((m = curl_multi_info_read(d->multi, &msgs)) != NULL) {
 			transfer *t = NULL;
 			if (m->msg != CURLMSG_DONE)
@@ -549,16 +603,22 @@ static int driver_loop(ach_core *core, ach_exchange *target, double until)
 			continue;
 		/* nothing moved: the next pump sleeps until a socket is ready, libcurl's timeout
 		 * or an exchange's wake-up */
-		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable)
-			if (ex->transfer == NULL && ach_exchange_wake(ex) == 0 &&
-			    d->active < core->opt.max_concurrency)
+		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable) {
+			double wk = ach_exchange_wake(ex);
+			if (ex->transfer == NULL && wk == 0 && d->active < core->opt.max_concurrency)
 				wake = now; /* runnable right away */
-		if (d->active == 0 && core->runnable == NULL && d->timer < 0)
+			else if (wk > 0 && wk < wake)
+				wake = wk; /* put to sleep after its step (by a state store answer) */
+		}
+		if (d->active == 0 && core->runnable == NULL && d->timer < 0 &&
+		    (core->watch.busy == NULL || !core->watch.busy(core->watch.ud)))
 			break; /* nothing in flight and nothing to step: nothing to wait for */
 		{
 			double w = wake - now;
 			if (d->timer >= 0 && d->timer - now < w)
 				w = d->timer - now;
+			if (core->watch.timer >= 0 && core->watch.timer - now < w)
+				w = core->watch.timer - now; /* the state store's */
 			if (w > 1.0)
 				w = 1.0;
 			wait_ms = w <= 0 ? 0 : (int)ceil(w * 1000);

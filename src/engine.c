@@ -18,8 +18,9 @@
 #include <time.h>
 
 #include "achievers.h"
+#include "store/store.h"
 
-enum { ST_START, ST_BLOCKED, ST_SLEEP, ST_SENDING, ST_DONE };
+enum { ST_START, ST_BLOCKED, ST_SLEEP, ST_SENDING, ST_DONE, ST_STORE };
 
 #define RETRY_BASE 0.25   /* first backoff, seconds; doubles each attempt */
 #define RETRY_MARGIN 0.05 /* governor window margin, as a fraction of the window (max 1 s) */
@@ -32,7 +33,13 @@ ach_core *ach_core_new(void)
 	if (c == NULL)
 		return NULL;
 	c->refs = 1;
-	if (ach_driver_init(c) != 0) {
+	c->watch.fd = -1;
+	c->watch.timer = -1;
+	c->store = calloc(1, sizeof *c->store);
+	if (c->store == NULL || ach_store_memory(c->store) != 0 || ach_driver_init(c) != 0) {
+		if (c->store != NULL && c->store->ops != NULL)
+			c->store->ops->free(c->store->ud);
+		free(c->store);
 		free(c);
 		return NULL;
 	}
@@ -81,6 +88,7 @@ void ach_core_unref(ach_core *c)
 		return;
 	while (c->nspare > 0)
 		ach_buf_free(&c->spare[--c->nspare]);
+	ach_store_close(c);
 	ach_driver_free(c);
 	options_free(&c->opt);
 	free(c);
@@ -88,34 +96,56 @@ void ach_core_unref(ach_core *c)
 
 ach_slot *ach_slot_new(ach_core *c)
 {
+	int i;
 	ach_slot *s = calloc(1, sizeof *s);
 	if (s == NULL)
 		return NULL;
 	s->refs = 1;
 	s->core = c;
 	c->refs++;
+	for (i = 0; i < ACH_BUCKET_COUNT; i++) {
+		s->lease[i].slot = s;
+		s->lease[i].bucket = i;
+		s->lease[i].ask = 1;
+	}
 	return s;
 }
 
+static void lease_give_back(ach_lease *l);
+
+/* The server counts per access token: a new token starts with fresh budgets (its own keys). */
 static void governor_reset(ach_slot *s)
 {
 	int i;
-	for (i = 0; i < ACH_CLASS_COUNT; i++)
-		s->sent_head[i] = s->sent_n[i] = 0;
+	for (i = 0; i < ACH_BUCKET_COUNT; i++) {
+		lease_give_back(&s->lease[i]);
+		s->lease[i].next = 0;
+		s->lease[i].ask = 1;
+	}
+	s->tok_hash[0] = '\0';
+	if (s->tok != NULL) {
+		char hex[65];
+		ach_sha256_hex(s->tok->access_token, strlen(s->tok->access_token), hex);
+		memcpy(s->tok_hash, hex, sizeof s->tok_hash - 1);
+		s->tok_hash[sizeof s->tok_hash - 1] = '\0';
+	}
 }
 
 void ach_slot_set_token(ach_slot *s, ach_token_data *t)
 {
+	int changed;
 	if (s->tok == t)
 		return;
-	if (s->tok == NULL || t == NULL || strcmp(s->tok->access_token, t->access_token) != 0)
-		governor_reset(s); /* the server counts per access token */
+	changed = s->tok == NULL || t == NULL || strcmp(s->tok->access_token, t->access_token) != 0;
 	ach_token_unref(s->tok);
 	s->tok = ach_token_ref(t);
+	if (changed)
+		governor_reset(s);
 	s->refresh_after = 0;
 }
 
 static void exchange_destroy(ach_exchange *ex);
+static void lease_give_back(ach_lease *l);
 
 void ach_slot_unref(ach_slot *s)
 {
@@ -128,44 +158,12 @@ void ach_slot_unref(ach_slot *s)
 		exchange_destroy(t); /* cancels its transfer; the core is still alive here */
 	}
 	ach_token_unref(s->tok);
-	for (i = 0; i < ACH_CLASS_COUNT; i++)
-		free(s->sent[i]);
+	for (i = 0; i < ACH_BUCKET_COUNT; i++) {
+		s->core->store->ops->forget(s->core->store->ud, &s->lease[i]);
+		lease_give_back(&s->lease[i]);
+	}
 	ach_core_unref(s->core);
 	free(s);
-}
-
-/* ---- rate governor ------------------------------------------------------------------------ */
-
-/* Seconds to wait before one more request of this class may go out (0: now). */
-static double governor_wait(ach_slot *s, int cls, double now)
-{
-	const ach_limit *lim = &s->core->opt.limits[cls];
-	double oldest, window;
-	if (!s->core->opt.rate_limit || lim->count <= 0 || s->sent_n[cls] < lim->count)
-		return 0;
-	window = lim->window + fmin(1.0, lim->window * RETRY_MARGIN);
-	oldest = s->sent[cls][s->sent_head[cls]];
-	return oldest + window > now ? oldest + window - now : 0;
-}
-
-static int governor_record(ach_slot *s, int cls, double now)
-{
-	const ach_limit *lim = &s->core->opt.limits[cls];
-	if (!s->core->opt.rate_limit || lim->count <= 0)
-		return 0;
-	if (s->sent[cls] == NULL) {
-		s->sent[cls] = calloc((size_t)lim->count, sizeof(double));
-		if (s->sent[cls] == NULL)
-			return -1;
-	}
-	if (s->sent_n[cls] < lim->count) {
-		s->sent[cls][(s->sent_head[cls] + s->sent_n[cls]) % lim->count] = now;
-		s->sent_n[cls]++;
-	} else {
-		s->sent[cls][s->sent_head[cls]] = now;
-		s->sent_head[cls] = (s->sent_head[cls] + 1) % lim->count;
-	}
-	return 0;
 }
 
 /* ---- exchanges ----------------------------------------------------------------------------- */
@@ -181,6 +179,7 @@ void ach_exchange_init(ach_exchange *ex, ach_core *core, ach_slot *slot, ach_ex_
 		slot->refs++;
 	ex->timeout = core->opt.timeout;
 	ex->started = ach_now();
+	ex->deadline_at = core->opt.deadline > 0 ? ex->started + core->opt.deadline : 0;
 }
 
 static void unlink_runnable(ach_exchange *ex)
@@ -262,6 +261,9 @@ void ach_exchange_watch(ach_exchange *ex, int on)
 		link_done(ex);
 }
 
+static void lease_unlink(ach_lease *l, ach_exchange *ex);
+static void token_unlock(ach_exchange *t);
+
 void ach_exchange_cancel(ach_exchange *ex)
 {
 	if (ex->core == NULL)
@@ -270,6 +272,17 @@ void ach_exchange_cancel(ach_exchange *ex)
 		ach_driver_cancel(ex->core, ex);
 	unlink_runnable(ex);
 	unlink_waiter(ex);
+	if (ex->slot != NULL) {
+		int i;
+		for (i = 0; i < ACH_BUCKET_COUNT; i++)
+			lease_unlink(&ex->slot->lease[i], ex);
+	}
+	if (ex->store_wait) {
+		ex->core->store->ops->forget(ex->core->store->ud, ex);
+		ex->store_wait = 0;
+	}
+	if (ex->locked)
+		token_unlock(ex);
 	if (ex->slot != NULL && ex->slot->fetching == ex)
 		ex->slot->fetching = NULL;
 }
@@ -307,6 +320,7 @@ void ach_exchange_release(ach_exchange *ex)
 	ach_free_secret(ex->code);
 	ach_free_secret(ex->code_verifier);
 	free(ex->grant_scope);
+	ach_free_secret(ex->seen);
 	if (ex->auth_header.data != NULL)
 		memset(ex->auth_header.data, 0, ex->auth_header.len);
 	ach_buf_free(&ex->auth_header);
@@ -376,6 +390,58 @@ static void fail(ach_exchange *ex, ach_kind kind, const char *message)
 	if (message != NULL)
 		ach_buf_adds(&ex->message, message);
 	finish(ex);
+}
+
+/* ---- deadline and cancel --------------------------------------------------------------------- */
+
+/* Sets the failure of a call whose deadline passed (or would pass before its next attempt):
+ * kind timeout, a message that says so and after how many attempts, then the last failure. */
+static void set_deadline_failure(ach_exchange *ex, const char *why)
+{
+	ach_buf m = {0};
+	double secs = ex->deadline_at - ex->started;
+	ach_buf_printf(&m, "the call's deadline (%.3g s) %s after %d attempt%s", secs, why,
+		       ex->attempt, ex->attempt == 1 ? "" : "s");
+	if (ex->message.len > 0)
+		ach_buf_printf(&m, " (last: %s)", ex->message.data);
+	else if (ex->status > 0)
+		ach_buf_printf(&m, " (last: HTTP %ld)", ex->status);
+	ex->failure = ACH_KIND_TIMEOUT;
+	ex->deadline_hit = 1;
+	ach_buf_reset(&ex->message);
+	if (m.data != NULL)
+		ach_buf_add(&ex->message, m.data, m.len);
+	ach_buf_free(&m);
+}
+
+static int past_deadline(const ach_exchange *ex, double now)
+{
+	return ex->deadline_at > 0 && now >= ex->deadline_at;
+}
+
+int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message)
+{
+	if (ex->core == NULL || ex->state == ST_DONE || ex->owned_by_slot)
+		return 0;
+	if (ex->transfer != NULL)
+		ach_driver_cancel(ex->core, ex); /* mid-transfer: libcurl closes that connection */
+	ex->lua_inflight = 0;
+	if (ex->state == ST_BLOCKED)
+		unlink_waiter(ex); /* the token request goes on for the other waiters */
+	if (ex->state == ST_STORE && ex->slot != NULL) {
+		int i; /* waiting for a rate lease: the take goes on for the other waiters */
+		for (i = 0; i < ACH_BUCKET_COUNT; i++)
+			lease_unlink(&ex->slot->lease[i], ex);
+		if (ex->store_wait)
+			ex->core->store->ops->forget(ex->core->store->ud, ex);
+		ex->store_wait = 0;
+	}
+	ex->status = 0;
+	ex->retry_after = -1;
+	ach_buf_reset(&ex->resp_body);
+	ach_buf_reset(&ex->resp_headers);
+	fail(ex, kind, message);
+	return 1;
 }
 
 /* ---- token requests ------------------------------------------------------------------------- */
@@ -512,6 +578,293 @@ static int build_token_request(ach_exchange *ex)
 	return rc ? -1 : 0;
 }
 
+/* ---- rate governor: slots taken from the state store ------------------------------------------ */
+
+static int bucket_of(const ach_exchange *ex)
+{
+	if (ex->rate_class != ACH_CLASS_HEAVY)
+		return ACH_BUCKET_DEFAULT;
+	return ex->url != NULL && strstr(ex->url, "/newsfeed-events") != NULL ? ACH_BUCKET_NEWSFEED
+									       : ACH_BUCKET_RECOGNITIONS;
+}
+
+static void lease_unlink(ach_lease *l, ach_exchange *ex)
+{
+	ach_exchange **p;
+	for (p = &l->waiters; *p != NULL; p = &(*p)->next_waiter)
+		if (*p == ex) {
+			*p = ex->next_waiter;
+			ex->next_waiter = NULL;
+			return;
+		}
+}
+
+/* Gives the store back the slots of the lease not spent: they count no more for anybody. */
+static void lease_give_back(ach_lease *l)
+{
+	ach_core *c = l->slot->core;
+	ach_buf key = {0};
+	if (l->n > 0 && l->id[0] != '\0' &&
+	    ach_store_budget_key(c, l->take_hash, l->bucket, &key) == 0)
+		c->store->ops->give(c->store->ud, key.data, l->id, l->granted, l->n);
+	ach_buf_free(&key);
+	l->n = 0;
+	l->id[0] = '\0';
+}
+
+/* The store answered a take: keep the lease (or when to ask again), wake the waiters. */
+static void take_done(void *arg, const ach_store_reply *r)
+{
+	ach_lease *l = arg;
+	ach_slot *s = l->slot;
+	double now = ach_now();
+	ach_exchange *w = l->waiters;
+	l->taking = 0;
+	if (strcmp(l->take_hash, s->tok_hash) == 0) {
+		if (!r->ok) {
+			l->n = 1; /* the store failed outright: a call is not held back for that */
+			l->until = now + 1;
+		} else if (r->granted > 0) {
+			l->n = l->granted = r->granted;
+			l->id[0] = '\0';
+			if (r->lease_id != NULL && strlen(r->lease_id) < sizeof l->id)
+				strcpy(l->id, r->lease_id);
+			l->until = l->take_sent + r->lease;
+		} else {
+			l->next = now + r->wait;
+		}
+	}
+	l->waiters = NULL;
+	while (w != NULL) {
+		ach_exchange *next = w->next_waiter;
+		w->next_waiter = NULL;
+		if (w->state == ST_STORE) {
+			w->state = ST_START;
+			w->store_wait = 0;
+			ach_exchange_schedule(w);
+		}
+		w = next;
+	}
+}
+
+/* Whether the exchange may send now (0), sleeps (1: state and wake set) or waits for the
+ * store (2). */
+static int rate_admit(ach_exchange *ex, double now)
+{
+	ach_slot *s = ex->slot;
+	ach_core *c = s->core;
+	const ach_limit *lim = &c->opt.limits[ex->rate_class];
+	ach_lease *l = &s->lease[bucket_of(ex)];
+	ach_buf key = {0};
+	int shrink = 0;
+	if (!c->opt.rate_limit || lim->count <= 0)
+		return 0;
+	for (;;) {
+		if (l->n > 0 && now <= l->until) {
+			l->n--;
+			return 0;
+		}
+		if (l->n > 0) { /* slots left unspent: give them back, ask for fewer next time */
+			lease_give_back(l);
+			shrink = 1;
+		}
+		if (now < l->next) {
+			if (ex->deadline_at > 0 && l->next >= ex->deadline_at) {
+				set_deadline_failure(ex, "would pass while rate-limit pacing held it");
+				return 3;
+			}
+			ex->state = ST_SLEEP;
+			ex->wake_at = l->next;
+			ach_hook_rate_limit(c, ex, l->next - now, 0);
+			return 1;
+		}
+		ex->state = ST_STORE;
+		ex->store_wait = 1;
+		ex->next_waiter = l->waiters;
+		l->waiters = ex;
+		if (l->taking)
+			return 2;
+		if (ach_store_budget_key(c, s->tok_hash, l->bucket, &key) != 0) {
+			lease_unlink(l, ex);
+			ex->state = ST_START;
+			return 0; /* out of memory: let it through, the server still counts */
+		}
+		if (c->store->ops->shared) {
+			/* a lease spent in time: a busy caller gets more slots per round trip;
+			 * one that lapsed unspent: fewer */
+			int cap = lim->count / 8 < 1 ? 1 : lim->count / 8;
+			if (shrink)
+				l->ask = l->ask > 1 ? l->ask / 2 : 1;
+			else if (l->ask < cap && l->take_sent > 0)
+				l->ask = l->ask * 2 > cap ? cap : l->ask * 2;
+		}
+		l->taking = 1;
+		l->take_sent = now;
+		memcpy(l->take_hash, s->tok_hash, sizeof l->take_hash);
+		c->store->ops->take(c->store->ud, key.data, c->store->ops->shared ? l->ask : 1, lim,
+				    take_done, l);
+		ach_buf_free(&key);
+		if (ex->state == ST_STORE)
+			return 2;
+		now = ach_now(); /* answered at once: look again */
+	}
+}
+
+/* ---- shared token requests: the store first ------------------------------------------------- */
+
+enum { SYNC_NONE, SYNC_GET, SYNC_LOCK, SYNC_GET2, SYNC_FETCH };
+
+#define LOCK_RETRY 0.1 /* seconds between looks at the store while another process fetches */
+
+static int token_shared(const ach_exchange *t)
+{
+	return t->owned_by_slot && t->grant == ACH_GRANT_CLIENT_CREDENTIALS && !t->slot->user &&
+	       t->core->store->ops->shared;
+}
+
+static void token_fetch_done(ach_exchange *t, double now);
+
+static void token_unlock(ach_exchange *t)
+{
+	ach_store *st = t->core->store;
+	ach_buf key = {0};
+	if (t->locked && ach_store_token_key(t->core, &key) == 0)
+		st->ops->unlock(st->ud, key.data, st->owner, NULL, NULL);
+	t->locked = 0;
+	ach_buf_free(&key);
+}
+
+static void store_answered(ach_exchange *t)
+{
+	t->store_wait = 0;
+	if (t->state == ST_STORE)
+		t->state = ST_START;
+	if (t->from_store && !t->in_step) {
+		token_fetch_done(t, ach_now()); /* destroys t */
+		return;
+	}
+	ach_exchange_schedule(t);
+}
+
+static void token_got(void *arg, const ach_store_reply *r)
+{
+	ach_exchange *t = arg;
+	ach_slot *s = t->slot;
+	ach_token_data *tok = NULL;
+	double fresh = 0;
+	if (!r->ok) {
+		t->sync = SYNC_FETCH; /* the store is down: ask the server ourselves */
+		store_answered(t);
+		return;
+	}
+	if (r->value != NULL)
+		tok = ach_store_token_parse(r->value, r->value_len, &fresh);
+	if (tok != NULL) {
+		double rem = ach_token_remaining(tok);
+		int bad = 0;
+		if (s->bad_hash[0] != '\0') {
+			char hex[65];
+			ach_sha256_hex(tok->access_token, strlen(tok->access_token), hex);
+			bad = strncmp(hex, s->bad_hash, sizeof s->bad_hash - 1) == 0;
+		}
+		if (!bad && (rem > t->core->opt.refresh_window || (rem > 0 && fresh > ach_wall()))) {
+			t->token = tok;
+			t->from_store = 1;
+			t->fresh_until = fresh;
+			token_unlock(t);
+			store_answered(t);
+			return;
+		}
+		ach_token_unref(tok);
+	}
+	if (t->sync == SYNC_GET) {
+		t->sync = SYNC_LOCK;
+	} else {
+		free(t->seen);
+		t->seen = ach_strndup(r->value != NULL ? r->value : "", r->value != NULL ? r->value_len : 0);
+		t->sync = SYNC_FETCH;
+	}
+	store_answered(t);
+}
+
+static void lock_done(void *arg, const ach_store_reply *r)
+{
+	ach_exchange *t = arg;
+	if (!r->ok) {
+		t->sync = SYNC_FETCH;
+	} else if (r->granted) {
+		t->locked = 1;
+		t->sync = SYNC_GET2;
+	} else {
+		/* another process is asking the server: look again in a moment */
+		t->sync = SYNC_GET;
+		t->store_wait = 0;
+		t->state = ST_SLEEP;
+		t->wake_at = ach_now() + LOCK_RETRY;
+		ach_exchange_schedule(t);
+		return;
+	}
+	store_answered(t);
+}
+
+/* Steps a shared token request through the store; returns 1 when it should now ask the
+ * server, 0 when it waits (state set), -1 on failure (failed). */
+static int token_sync_step(ach_exchange *t)
+{
+	ach_store *st = t->core->store;
+	ach_buf key = {0};
+	if (t->sync == SYNC_NONE)
+		t->sync = SYNC_GET;
+	while (t->sync != SYNC_FETCH) {
+		if (ach_store_token_key(t->core, &key) != 0) {
+			ach_buf_free(&key);
+			return -1;
+		}
+		t->state = ST_STORE;
+		t->store_wait = 1;
+		t->in_step = 1;
+		if (t->sync == SYNC_LOCK)
+			st->ops->lock(st->ud, key.data, st->owner,
+				      t->core->opt.timeout + t->core->opt.connect_timeout + 1, lock_done, t);
+		else
+			st->ops->token_get(st->ud, key.data, token_got, t);
+		t->in_step = 0;
+		ach_buf_free(&key);
+		if (t->state == ST_STORE) {
+			unlink_runnable(t);
+			return 0; /* the answer comes later */
+		}
+		if (t->state == ST_SLEEP || t->from_store)
+			return 0;
+	}
+	return 1;
+}
+
+/* After the server answered a shared token request: store the token, let the lock go. */
+static void token_sync_end(ach_exchange *t, double now)
+{
+	ach_store *st = t->core->store;
+	ach_buf key = {0}, text = {0};
+	(void)now;
+	if (t->sync == SYNC_NONE || t->from_store)
+		return;
+	if (ach_store_token_key(t->core, &key) == 0) {
+		if (t->token != NULL && t->failure == ACH_KIND_NONE) {
+			double rem = ach_token_remaining(t->token), fresh = 0;
+			if (rem <= t->core->opt.refresh_window)
+				fresh = ach_wall() + fmin(300.0, fmax(rem / 2, 1.0));
+			if (rem > 1 && ach_store_token_text(t->token, fresh, &text) == 0)
+				st->ops->token_put(st->ud, key.data, text.data,
+						   t->seen != NULL ? t->seen : "", rem, NULL, NULL);
+		}
+	}
+	token_unlock(t);
+	if (text.data != NULL)
+		memset(text.data, 0, text.len);
+	ach_buf_free(&text);
+	ach_buf_free(&key);
+}
+
 /* ---- stepping -------------------------------------------------------------------------------- */
 
 static int token_usable(ach_slot *s, double now, int *refresh)
@@ -551,13 +904,21 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 {
 	ach_slot *s = ex->slot;
 	int refresh;
-	double wait;
 	for (;;) {
 		switch (ex->state) {
 		case ST_DONE:
 			return ACH_STEP_DONE;
 		case ST_BLOCKED:
+			/* stays runnable only when it has a deadline, to be woken at it */
+			if (past_deadline(ex, now)) {
+				unlink_waiter(ex);
+				set_deadline_failure(ex, "passed while it waited for a token");
+				finish(ex);
+				return ACH_STEP_DONE;
+			}
+			return ex->deadline_at > 0 ? ACH_STEP_WAIT : ACH_STEP_BLOCKED;
 		case ST_SENDING:
+		case ST_STORE:
 			return ACH_STEP_BLOCKED;
 		case ST_SLEEP:
 			if (now < ex->wake_at)
@@ -567,7 +928,25 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 		case ST_START:
 			break;
 		}
+		if (past_deadline(ex, now) && !ex->owned_by_slot) {
+			set_deadline_failure(ex, "passed");
+			finish(ex);
+			return ACH_STEP_DONE;
+		}
 		if (ex->type == ACH_EX_TOKEN) {
+			if (token_shared(ex) && ex->sync != SYNC_FETCH) {
+				int go = token_sync_step(ex);
+				if (go < 0) {
+					fail(ex, ACH_KIND_NETWORK, "not enough memory");
+					return ACH_STEP_DONE;
+				}
+				if (ex->from_store) {
+					token_fetch_done(ex, now); /* destroys ex */
+					return ACH_STEP_BLOCKED;
+				}
+				if (go == 0)
+					return ex->state == ST_SLEEP ? ACH_STEP_WAIT : ACH_STEP_BLOCKED;
+			}
 			if (build_token_request(ex) != 0) {
 				fail(ex, ACH_KIND_NETWORK, "not enough memory");
 				return ACH_STEP_DONE;
@@ -611,7 +990,10 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 				ex->state = ST_BLOCKED;
 				ex->next_waiter = s->waiters;
 				s->waiters = ex;
-				unlink_runnable(ex);
+				/* with a deadline it stays runnable, to be woken at it
+				 * (ach_exchange_wake) should the token request still run then */
+				if (ex->deadline_at == 0)
+					unlink_runnable(ex);
 				return ACH_STEP_BLOCKED;
 			}
 			if (ex->type == ACH_EX_ENSURE) {
@@ -621,13 +1003,21 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 				return ACH_STEP_DONE;
 			}
 		}
-		if (s != NULL && (wait = governor_wait(s, ex->rate_class, now)) > 0) {
-			ex->state = ST_SLEEP;
-			ex->wake_at = now + wait;
-			ach_hook_rate_limit(ex->core, ex, wait);
-			return ACH_STEP_WAIT;
+		if (s != NULL) {
+			switch (rate_admit(ex, now)) {
+			case 1:
+				return ACH_STEP_WAIT;
+			case 2:
+				unlink_runnable(ex);
+				return ACH_STEP_BLOCKED;
+			case 3: /* the deadline would pass while pacing held it */
+				finish(ex);
+				return ACH_STEP_DONE;
+			default:
+				break;
+			}
 		}
-		if (build_api_request(ex) != 0 || (s != NULL && governor_record(s, ex->rate_class, now))) {
+		if (build_api_request(ex) != 0) {
 			fail(ex, ACH_KIND_NETWORK, "not enough memory");
 			return ACH_STEP_DONE;
 		}
@@ -645,6 +1035,8 @@ int ach_exchange_waits_on_slot(const ach_exchange *ex)
 
 double ach_exchange_wake(const ach_exchange *ex)
 {
+	if (ex->state == ST_BLOCKED && ex->deadline_at > 0)
+		return ex->deadline_at;
 	return ex->state == ST_SLEEP ? ex->wake_at : 0;
 }
 
@@ -673,6 +1065,12 @@ void ach_exchange_request(ach_exchange *ex, ach_http_request *req)
 	req->body = ex->body.data;
 	req->body_len = ex->body.len;
 	req->timeout = ex->timeout;
+	if (ex->deadline_at > 0) {
+		/* an attempt never runs past the call's deadline */
+		double left = ex->deadline_at - ach_now();
+		if (left < req->timeout)
+			req->timeout = left > 0.001 ? left : 0.001;
+	}
 	req->attempt = ex->attempt;
 }
 
@@ -877,15 +1275,19 @@ static void token_fetch_done(ach_exchange *t, double now)
 	    s->tok->refresh_token != NULL) {
 		t->token->refresh_token = ach_strdup(s->tok->refresh_token); /* kept when not rotated */
 	}
+	token_sync_end(t, now);
 	if (t->token != NULL) {
 		double rem;
 		same = s->tok != NULL && strcmp(s->tok->access_token, t->token->access_token) == 0;
 		ach_slot_set_token(s, t->token);
+		s->bad_hash[0] = '\0';
 		/* A token that is already inside the refresh window when it arrives (the one we
 		 * held, handed back; a short-lived one; one expired on arrival): use it for a
 		 * while rather than asking again at once, so there is no loop. */
 		rem = ach_token_remaining(s->tok);
-		if (rem <= s->core->opt.refresh_window)
+		if (t->from_store && t->fresh_until > ach_wall())
+			s->refresh_after = now + (t->fresh_until - ach_wall());
+		else if (rem <= s->core->opt.refresh_window)
 			s->refresh_after = now + fmin(300.0, fmax(rem / 2, 1.0));
 		fresh = ach_token_ref(t->token);
 	}
@@ -904,6 +1306,8 @@ static void token_fetch_done(ach_exchange *t, double now)
 			w->status = t->status;
 			w->retry_after = t->retry_after;
 			w->token_failed = 1;
+			w->attempt += t->attempt; /* the attempts made for it */
+			w->deadline_hit = t->deadline_hit;
 			ach_buf_reset(&w->resp_body);
 			ach_buf_reset(&w->resp_headers);
 			ach_buf_reset(&w->message);
@@ -976,6 +1380,8 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		ach_buf_add(&ex->resp_body, r->body, r->body_len);
 	}
 	ach_hook_trace(ex->core, ex, r->failure != ACH_KIND_NONE ? "error" : "response", r);
+	if (ex->state == ST_DONE)
+		return; /* the hook cancelled it */
 
 	if (r->failure == ACH_KIND_NONE) {
 		v = ach_header_find(ex->resp_headers.data, ex->resp_headers.len, "Date", &vlen);
@@ -999,10 +1405,12 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		 * first drops it and the others use (or wait for) its replacement */
 		if (s->tok != NULL && s->tok == ex->used_token) {
 			s->refresh_after = 0;
-			if (s->user)
+			if (s->user) {
 				s->tok->expires_at = INT64_MIN; /* forces the refresh grant */
-			else
+			} else {
+				memcpy(s->bad_hash, s->tok_hash, sizeof s->bad_hash);
 				ach_slot_set_token(s, NULL);
+			}
 		}
 		ex->state = ST_START;
 		ach_exchange_schedule(ex);
@@ -1032,8 +1440,19 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 	} else {
 		retry = 0;
 	}
+	if (ex->deadline_at > 0 && r->failure != ACH_KIND_NONE && past_deadline(ex, now + 0.002)) {
+		set_deadline_failure(ex, "passed"); /* the attempt's timeout was cut to the deadline */
+		retry = 0;
+	} else if (retry && ex->deadline_at > 0 && now + delay >= ex->deadline_at) {
+		/* a retry whose wait would pass the deadline is not attempted */
+		if (r->failure == ACH_KIND_TIMEOUT)
+			set_deadline_failure(ex, "would pass before a retry");
+		retry = 0;
+	}
 	if (retry) {
 		ach_hook_retry(ex->core, ex, delay);
+		if (r->status == 429) /* the server's own pacing: said as ours is */
+			ach_hook_rate_limit(ex->core, ex, delay, 1);
 		ex->state = ST_SLEEP;
 		ex->wake_at = now + delay;
 		ach_exchange_schedule(ex);

@@ -71,6 +71,25 @@ static const char *whole(double d, char buf[32])
 	return buf;
 }
 
+#define SHOW_MAX 200 /* longer URLs and messages are cut in the one-line form */
+
+/* Pushes the string at idx, cut at SHOW_MAX bytes with "... (N bytes)"; the full value stays
+ * in its field. The cut does not split a UTF-8 sequence. */
+static void push_cut(lua_State *L, int idx)
+{
+	size_t n, k = SHOW_MAX;
+	const char *s = lua_tolstring(L, idx, &n);
+	if (n <= SHOW_MAX + 20) {
+		lua_pushvalue(L, idx);
+		return;
+	}
+	while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+		k--;
+	lua_pushlstring(L, s, k);
+	lua_pushfstring(L, "... (%d bytes)", (int)(n > 0x7fffffff ? 0x7fffffff : n));
+	lua_concat(L, 2);
+}
+
 static int error_tostring(lua_State *L)
 {
 	char num[32];
@@ -96,11 +115,18 @@ static int error_tostring(lua_State *L)
 		lua_pushfstring(L, " (%s)", whole(lua_tonumber(L, 3), num));
 	else if (lua_type(L, 4) == LUA_TSTRING)
 		lua_pushfstring(L, " (%s)", lua_tostring(L, 4));
-	if (lua_type(L, 5) == LUA_TSTRING && lua_type(L, 6) == LUA_TSTRING)
-		lua_pushfstring(L, " %s %s", lua_tostring(L, 5), lua_tostring(L, 6));
-	if (lua_type(L, 7) == LUA_TSTRING)
-		lua_pushfstring(L, ": %s", lua_tostring(L, 7));
-	if (lua_type(L, 8) == LUA_TNUMBER)
+	if (lua_type(L, 5) == LUA_TSTRING && lua_type(L, 6) == LUA_TSTRING) {
+		push_cut(L, 6);
+		lua_pushfstring(L, " %s %s", lua_tostring(L, 5), lua_tostring(L, -1));
+		lua_remove(L, -2);
+	}
+	if (lua_type(L, 7) == LUA_TSTRING) {
+		push_cut(L, 7);
+		lua_pushfstring(L, ": %s", lua_tostring(L, -1));
+		lua_remove(L, -2);
+	}
+	/* a wait the server asked for; "retry after 0 s" tells nobody anything */
+	if (lua_type(L, 8) == LUA_TNUMBER && lua_tonumber(L, 8) >= 0.5)
 		lua_pushfstring(L, " (retry after %s s)", whole(lua_tonumber(L, 8), num));
 	lua_concat(L, lua_gettop(L) - base);
 	return 1;

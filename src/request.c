@@ -180,6 +180,16 @@ static int request_on_done(lua_State *L)
 	return 1;
 }
 
+/* req:cancel(): a pending request ends now with kind "cancelled" (its on_done, or the task
+ * waiting for it, hears so from the next poll); true when it was pending, false when it had
+ * already finished (nothing changes then). */
+static int request_cancel(lua_State *L)
+{
+	request *r = check_request(L, 1);
+	lua_pushboolean(L, ach_exchange_stop(r->ex, ACH_KIND_CANCELLED, "the request was cancelled"));
+	return 1;
+}
+
 static int request_tostring(lua_State *L)
 {
 	request *r = luaL_checkudata(L, 1, ACH_REQUEST_MT);
@@ -371,6 +381,7 @@ void ach_request_open(lua_State *L)
 		{"done", request_done},
 		{"result", request_result},
 		{"on_done", request_on_done},
+		{"cancel", request_cancel},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, ACH_REQUEST_MT);

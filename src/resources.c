@@ -298,8 +298,16 @@ static int each_fetch(lua_State *L)
 	/* items */
 	lua_getfield(L, -1, "items");
 	if (!lua_istable(L, -1)) {
-		lua_pop(L, 1);
-		lua_newtable(L);
+		/* not a list: say so (false, err once), rather than end as if it were empty */
+		lua_pop(L, 2);
+		lua_pushboolean(L, 1);
+		lua_replace(L, lua_upvalueindex(5));
+		lua_pushboolean(L, 0);
+		lua_pushfstring(L, "%s is not a list (its answer has no items): client:get shows it",
+				lua_tostring(L, lua_upvalueindex(7)));
+		ach_push_error(L, ACH_KIND_DECODE, lua_tostring(L, -1));
+		lua_remove(L, -2);
+		return 2;
 	}
 	lua_replace(L, lua_upvalueindex(2));
 	lua_pushinteger(L, 1);

@@ -114,6 +114,16 @@ static int push_failure(lua_State *L, ach_exchange *ex, ach_kind kind, const cha
 		lua_setfield(L, err, "message");
 	}
 	lua_pop(L, 1);
+	/* how many HTTP attempts the call made; the message says so when it retried (a deadline's
+	 * message says it already) */
+	lua_pushinteger(L, ex->attempt);
+	lua_setfield(L, err, "attempts");
+	if (ex->attempt > 1 && !ex->deadline_hit) {
+		lua_getfield(L, err, "message");
+		lua_pushfstring(L, "%s (after %d attempts)", lua_tostring(L, -1), ex->attempt);
+		lua_setfield(L, err, "message");
+		lua_pop(L, 1);
+	}
 	if (is_token_call(ex) && ex->status >= 200 && ex->status < 300) {
 		/* a token answer that could not be used: it may still carry tokens, keep it out */
 	} else if (body_idx != 0) {

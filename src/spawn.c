@@ -75,6 +75,8 @@ int ach_spawn_wait(lua_State *L, int cl, ach_exchange *ex)
 	push_task(L, cl, L);
 	lua_pushboolean(L, 1);
 	lua_setfield(L, -2, "waiting");
+	lua_pushvalue(L, req);
+	lua_setfield(L, -2, "request"); /* the call it waits on, for task:cancel() */
 	lua_pop(L, 1);
 	ex->core->L = L;
 	ach_exchange_schedule(ex);
@@ -98,6 +100,8 @@ void ach_spawn_resume(lua_State *L, int cl, lua_State *co, int n)
 	}
 	lua_pushboolean(L, 0);
 	lua_setfield(L, task, "waiting");
+	lua_pushnil(L);
+	lua_setfield(L, task, "request");
 	lua_xmove(L, co, n);
 	core->L = co;
 	status = ach_resume(co, L, n, &nres);
@@ -252,6 +256,21 @@ static int task_result(lua_State *L)
 	return n;
 }
 
+/* task:cancel(): cancels the call the task waits on (its result is nil, err with kind
+ * "cancelled", and the task goes on from there at the next poll); false when it waits on none. */
+static int task_cancel(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "request");
+	if (lua_isnil(L, -1)) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	lua_pushboolean(L, ach_exchange_stop(ach_request_exchange(L, -1), ACH_KIND_CANCELLED,
+					     "the request was cancelled"));
+	return 1;
+}
+
 static int task_tostring(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -268,6 +287,7 @@ void ach_spawn_open(lua_State *L)
 	static const luaL_Reg methods[] = {
 		{"done", task_done},
 		{"result", task_result},
+		{"cancel", task_cancel},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, ACH_TASK_MT);

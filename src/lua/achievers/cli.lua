@@ -364,8 +364,8 @@ M.call = call
 
 -- "waiting 12.5 s for the rate limit (heavy requests)": what on_rate_limit tells the person.
 local function rate_limit_text(info)
-  return string.format("waiting %.1f s for the rate limit (%s requests)", tonumber(info.wait) or 0,
-    tostring(info.class or "default"))
+  return string.format("waiting %.1f s for the rate limit (%s requests%s)", tonumber(info.wait) or 0,
+    tostring(info.class or "default"), info.reason == "server" and ", the server said so" or "")
 end
 M.rate_limit_text = rate_limit_text
 

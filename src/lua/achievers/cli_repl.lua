@@ -11,8 +11,8 @@
 --   errors raised by the code typed are caught and printed, never ending the session.
 -- - `help` lists the reference's topics, help(name) prints one (achievers.help).
 -- - Each line runs as a task (client:spawn): its calls go out asynchronously while the REPL
---   polls, so Ctrl-C returns to the prompt at once; the task is kept in `_pending`
---   (`_pending:result()` waits for it); a line that computes for long is stopped by a count
+--   polls, so Ctrl-C cancels the call in flight and returns to the prompt at once (the
+--   cancelled task is kept in `_pending`); a line that computes for long is stopped by a count
 --   hook. On a terminal Ctrl-C is read as a key (the terminal's
 --   interrupt character is switched off for the session and restored at the end): lua(1)
 --   catches SIGINT only once, and a second Ctrl-C would end the session. At the prompt
@@ -270,7 +270,7 @@ function M.run(o)
   end
 
   -- Runs a compiled line as a task of the client, polling until it ends; Ctrl-C (a key on a
-  -- terminal, or lua(1)'s "interrupted!") leaves it in `_pending` and returns at once.
+  -- terminal, or lua(1)'s "interrupted!") cancels its call and returns at once.
   local INTERRUPTED = "interrupted (Ctrl-C)"
   local function evaluate(f)
     local c = o.client
@@ -308,9 +308,11 @@ function M.run(o)
         end)
         if not ok2 and message_of(err):match("interrupted!$") then interrupted = true end
         if interrupted then
+          -- the call in flight is cancelled (its transfer stopped, nothing sent again); the
+          -- task stays in `_pending`, whose result() says it was cancelled
+          if task.cancel then pcall(task.cancel, task) end
           env._pending = task
-          r = { n = 2, false, INTERRUPTED .. ": the call goes on in `_pending` " ..
-            "(_pending:result() waits for it)" }
+          r = { n = 2, false, INTERRUPTED .. ": the call was cancelled" }
         elseif not ok2 then
           r = { n = 2, false, err }
         elseif task.error ~= nil then
