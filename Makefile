@@ -163,7 +163,9 @@ bench: deps-build
 FUZZ_SECONDS ?= 60
 fuzz: deps-build
 	@$(DEPS) fuzz
-	$(MAKE) -C fuzz LUA_INCDIR=$(LUA_INCDIR) LUA_PC=$(LUA_PC) SECONDS=$(FUZZ_SECONDS) run
+	@$(MAKE) --no-print-directory $(STORE_SCRIPTS_H)
+	$(MAKE) -C fuzz LUA_INCDIR=$(LUA_INCDIR) LUA_PC=$(LUA_PC) SECONDS=$(FUZZ_SECONDS) \
+	    GEN=$(abspath $(BUILD)/gen) run
 
 # LDoc runs on Lua 5.1 here: that is where Debian's lua-markdown lives
 # Every public name has an entry with an example (scripts/doc-coverage.lua), then LDoc.
