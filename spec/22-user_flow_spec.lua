@@ -41,6 +41,21 @@ describe("authorization_code flow", function()
     assert.equals(1, sb:stats().token_requests)
   end)
 
+  it("a with_token client never becomes the program, even from a saved table without grant_type", function()
+    local _, state = c:authorize_url()
+    local code = sb:consent { user = "adele.olson", scope = "read,write" } -- no challenge: no verifier
+    local tok = assert(c:handle_callback("code=" .. code .. "&state=" .. state, state))
+    local saved = tok:to_table()
+    saved.grant_type = nil -- an app that keeps only some fields
+    local user = c:with_token(saved)
+    local before = sb:stats().token_requests
+    sb:revoke { token = tok.access_token }
+    local data, err = user:get("users/10726811")
+    assert.is_nil(data)
+    assert.equals("reauthorize", err.kind)
+    assert.equals(before, sb:stats().token_requests, "no token request for the program on the person's behalf")
+  end)
+
   it("calls on_token with the user token from exchange_code", function()
     local seen = {}
     local cl = h.client(sb, { on_token = function(t) seen[#seen + 1] = t end })

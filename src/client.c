@@ -696,6 +696,10 @@ static int client_with_token(lua_State *L)
 	if ((c->slot = ach_slot_new(c->core)) == NULL)
 		ach_nomem(L);
 	set_slot_token(L, c->slot, 2);
+	/* A client made with a token acts only as that token's holder: when it is rejected or runs
+	 * out, it is refreshed or the call says reauthorize; it never fetches the program's own
+	 * client_credentials token in its place (a saved table without grant_type reads as one). */
+	c->slot->user = 1;
 	ach_getuservalue(L, 1);
 	lua_createtable(L, 0, 3);
 	lua_getfield(L, -2, "root");
