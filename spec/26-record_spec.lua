@@ -48,6 +48,20 @@ describe("recordings", function()
   after_each(function() scan.collect(sb) end)
 
   describe("the record option", function()
+    it("keeps no token from a token answer whatever its media type says", function()
+      local path = new_file()
+      local body = '{"access_token":"LEAKEDACCESS1234","token_type":"Bearer","expires_in":' ..
+        string.format("%d", os.time() + 3600) .. ',"scope":"read","refresh_token":"LEAKEDREFRESH5678"}'
+      sb:fail { count = 1, status = 200, path = "/oauth/v2/openIDConnectClient/token",
+        content_type = "text/plain", body = body }
+      local c = h.client(sb, { record = path })
+      local tok = assert(c:token()) -- the client takes JSON under any content type
+      assert.equals("LEAKEDACCESS1234", tok.access_token)
+      local text = assert(cli.slurp(path))
+      assert.is_nil(text:find("LEAKED", 1, true), text)
+      assert.matches("<access_token:%d+>", text)
+    end)
+
     it("writes every attempt, token requests included, as one JSON object per line", function()
       local path = new_file()
       local c = h.client(sb, { record = path, on_token = on_token, retries = 2, retry_max_wait = 0.1 })

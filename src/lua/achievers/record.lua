@@ -395,9 +395,23 @@ local function media(headers)
   return ct:match("^%s*([^;%s]+)") and ct:match("^%s*([^;%s]+)"):lower() or ""
 end
 
--- Fills t.body / t.body_text / t.body_omitted from raw bytes.
-function Recorder:put_body(t, raw, mt)
+-- Fills t.body / t.body_text / t.body_omitted from raw bytes. A token request's bodies carry
+-- secrets whatever their media type says (the client takes a token answer labelled
+-- text/plain): they are decoded and cleaned as JSON or as a form, or left out, never kept raw.
+function Recorder:put_body(t, raw, mt, token)
   if raw == nil or raw == "" then return end
+  if token and mt ~= "application/x-www-form-urlencoded" then
+    local v = decode(raw)
+    if type(v) == "table" then
+      t.body = self:clean_value(v)
+    elseif raw:match("^[%w%%._~+-]+=[^%s]*$") then
+      t.body_text = self:query_string(raw)
+    else
+      t.body_omitted = format("%s, %d bytes (a token request's body that is not JSON)",
+        mt ~= "" and mt or "binary", #raw)
+    end
+    return
+  end
   if mt == "application/json" or mt:match("%+json$") or (mt == "" and raw:match("^%s*[%[{]")) then
     local v = decode(raw)
     if v ~= nil then
@@ -461,7 +475,7 @@ function Recorder:event(ev)
   local req = { method = ev.method, path = self.pseudonymise and self:fake_path(path) or path }
   if query and query ~= "" then req.query = self:query_string(query) end
   req.headers = self:clean_headers(header_lines(ev.headers))
-  self:put_body(req, ev.body, media(req.headers))
+  self:put_body(req, ev.body, media(req.headers), ev.token_request)
   local rec = { type = "exchange", seq = self.seq, attempt = ev.attempt,
     token_request = ev.token_request or false, request = req }
   if st and st[3] and ev.now then
@@ -475,7 +489,7 @@ function Recorder:event(ev)
   else
     local resp = { status = ev.status }
     resp.headers = self:clean_headers(header_block(ev.resp_headers))
-    self:put_body(resp, ev.resp_body, media(resp.headers))
+    self:put_body(resp, ev.resp_body, media(resp.headers), ev.token_request)
     rec.response = resp
   end
   self:write(rec)
