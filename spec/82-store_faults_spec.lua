@@ -57,6 +57,22 @@ describe("state store on Redis: faults", function()
     assert.equals(0, sb:stats().rate_limited)
   end)
 
+  it("a password with '@' or '/' in the URL never shows in what on_store says", function()
+    local port = R.free_port()
+    local events = {}
+    local c = h.client(sb, {
+      store = { redis = "redis://:Pa55@word/SECRET-TAIL@127.0.0.1:" .. port .. "/0", fleet_size = 1 },
+      on_store = function(e) events[#events + 1] = e end })
+    assert(c:get("users"))
+    assert.equals("down", events[1].state)
+    assert.matches("127.0.0.1:" .. port, events[1].message, 1, true)
+    for _, e in ipairs(events) do
+      assert.is_nil(e.message:find("SECRET", 1, true), e.message)
+      assert.is_nil(e.message:find("word", 1, true), e.message)
+    end
+    assert.is_nil(tostring(c):find("SECRET", 1, true))
+  end)
+
   it("Redis stopped (SIGSTOP) mid-run: calls go on, no hang; SIGCONT: coordination resumes", function()
     r = R.start()
     local events = {}

@@ -183,9 +183,10 @@ static void parse_redis_url(lua_State *L, const char *url, ach_redis_options *o)
 	if (strncmp(p, "redis://", 8) != 0)
 		luaL_error(L, "achievers.client: option 'store.redis' must be a redis:// URL");
 	p += 8;
-	slash = strchr(p, '/');
-	at = strchr(p, '@');
-	if (at != NULL && (slash == NULL || at < slash)) {
+	/* the password may hold '@' and '/': the host starts after the last '@' */
+	at = strrchr(p, '@');
+	slash = strchr(at != NULL ? at : p, '/');
+	if (at != NULL) {
 		pw = strchr(p, ':');
 		if (pw == NULL || pw > at)
 			luaL_error(L, "achievers.client: option 'store.redis': give the password as "
