@@ -57,6 +57,23 @@ describe("state store on Redis: faults", function()
     assert.equals(0, sb:stats().rate_limited)
   end)
 
+  it("a call's deadline holds while it waits for a rate slot from a stopped Redis", function()
+    r = R.start()
+    local c = h.client(sb, { store = { redis = r.url, fleet_size = 1, timeout = 4 } })
+    assert(c:get("users"))
+    r:pause()
+    socket.sleep(1.1) -- any lease of slots taken before has lapsed: the next call asks Redis
+    local t0 = socket.gettime()
+    local data, err = c:request { path = "users", deadline = 0.5 }
+    local took = socket.gettime() - t0
+    r:resume()
+    assert.is_nil(data)
+    assert.equals("timeout", err.kind)
+    assert.matches("deadline", err.message, 1, true)
+    -- the store's own timeout is 4 s: the call ends well before it
+    assert.is_true(took < 3, "took " .. took .. " s with a 0.5 s deadline")
+  end)
+
   it("a password with '@' or '/' in the URL never shows in what on_store says", function()
     local port = R.free_port()
     local events = {}

@@ -419,6 +419,19 @@ static int past_deadline(const ach_exchange *ex, double now)
 	return ex->deadline_at > 0 && now >= ex->deadline_at;
 }
 
+/* An exchange waiting for a rate lease (ST_STORE) leaves the lease's waiters; the take goes on
+ * for the others. */
+static void leave_store_wait(ach_exchange *ex)
+{
+	int i;
+	if (ex->slot != NULL)
+		for (i = 0; i < ACH_BUCKET_COUNT; i++)
+			lease_unlink(&ex->slot->lease[i], ex);
+	if (ex->store_wait)
+		ex->core->store->ops->forget(ex->core->store->ud, ex);
+	ex->store_wait = 0;
+}
+
 int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message)
 {
 	if (ex->core == NULL || ex->state == ST_DONE || ex->owned_by_slot)
@@ -428,14 +441,8 @@ int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message)
 	ex->lua_inflight = 0;
 	if (ex->state == ST_BLOCKED)
 		unlink_waiter(ex); /* the token request goes on for the other waiters */
-	if (ex->state == ST_STORE && ex->slot != NULL) {
-		int i; /* waiting for a rate lease: the take goes on for the other waiters */
-		for (i = 0; i < ACH_BUCKET_COUNT; i++)
-			lease_unlink(&ex->slot->lease[i], ex);
-		if (ex->store_wait)
-			ex->core->store->ops->forget(ex->core->store->ud, ex);
-		ex->store_wait = 0;
-	}
+	if (ex->state == ST_STORE)
+		leave_store_wait(ex);
 	ex->status = 0;
 	ex->retry_after = -1;
 	ach_buf_reset(&ex->resp_body);
@@ -917,8 +924,16 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 				return ACH_STEP_DONE;
 			}
 			return ex->deadline_at > 0 ? ACH_STEP_WAIT : ACH_STEP_BLOCKED;
-		case ST_SENDING:
 		case ST_STORE:
+			/* like ST_BLOCKED: runnable only when it has a deadline, to be woken at it */
+			if (!ex->owned_by_slot && past_deadline(ex, now)) {
+				leave_store_wait(ex);
+				set_deadline_failure(ex, "passed while it waited for the rate budget");
+				finish(ex);
+				return ACH_STEP_DONE;
+			}
+			return ex->deadline_at > 0 && !ex->owned_by_slot ? ACH_STEP_WAIT : ACH_STEP_BLOCKED;
+		case ST_SENDING:
 			return ACH_STEP_BLOCKED;
 		case ST_SLEEP:
 			if (now < ex->wake_at)
@@ -1007,7 +1022,9 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 			switch (rate_admit(ex, now)) {
 			case 1:
 				return ACH_STEP_WAIT;
-			case 2:
+			case 2: /* waits for the store; with a deadline it stays runnable, woken at it */
+				if (ex->deadline_at > 0)
+					return ACH_STEP_WAIT;
 				unlink_runnable(ex);
 				return ACH_STEP_BLOCKED;
 			case 3: /* the deadline would pass while pacing held it */
@@ -1035,7 +1052,8 @@ int ach_exchange_waits_on_slot(const ach_exchange *ex)
 
 double ach_exchange_wake(const ach_exchange *ex)
 {
-	if (ex->state == ST_BLOCKED && ex->deadline_at > 0)
+	if ((ex->state == ST_BLOCKED || (ex->state == ST_STORE && !ex->owned_by_slot)) &&
+	    ex->deadline_at > 0)
 		return ex->deadline_at;
 	return ex->state == ST_SLEEP ? ex->wake_at : 0;
 }
