@@ -91,6 +91,11 @@ ach_token_data *ach_store_token_parse(const char *s, size_t n, double *fresh_unt
 	skew = strtoll(end, &end, 10);
 	if (errno != 0 || *end != '\0' || line[3][0] == '\0' || line[1][0] == '\0')
 		goto bad;
+	/* the token goes into a header: visible ASCII only, as from a token answer (token.c);
+	 * whoever can write the store must not be able to inject header lines */
+	for (p = line[3]; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+			goto bad;
 	t = calloc(1, sizeof *t);
 	if (t == NULL)
 		goto bad;
