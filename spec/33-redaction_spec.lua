@@ -171,4 +171,20 @@ describe("redaction over a full flow", function()
     end
     assert.is_true(redacted >= 10, "redacted Authorization lines: " .. redacted)
   end)
+
+  it("the trace redacts a caller's Cookie, Proxy-Authorization and API-key headers too", function()
+    local lines = {}
+    local c = h.client(sb, { on_request = function(ev)
+      for _, l in ipairs(ev.headers or {}) do lines[#lines + 1] = l end
+    end })
+    assert(c:request { path = "users", headers = { Cookie = "sid=COOKIESECRET1",
+      ["Proxy-Authorization"] = "Basic PROXYSECRET2", ["X-Api-Key"] = "APIKEYSECRET3",
+      ["X-Trace"] = "visible" } })
+    local text = table.concat(lines, "\n")
+    for _, secret in ipairs { "COOKIESECRET1", "PROXYSECRET2", "APIKEYSECRET3" } do
+      assert.is_nil(text:find(secret, 1, true), secret .. " in the trace: " .. text)
+    end
+    assert.matches("Cookie: %[redacted%]", text)
+    assert.matches("X%-Trace: visible", text)
+  end)
 end)

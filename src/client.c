@@ -168,6 +168,19 @@ static int push_event(lua_State *L, ach_exchange *ex, const char *phase)
 	return lua_gettop(L);
 }
 
+/* Headers whose values the trace never shows (the recorder's list too, record.lua). */
+static const char *const secret_headers[] = {
+	"Cookie:", "Proxy-Authorization:", "X-Api-Key:", "X-Auth-Token:", NULL,
+};
+
+static int secret_header(const char *h)
+{
+	for (int i = 0; secret_headers[i] != NULL; i++)
+		if (strncasecmp(h, secret_headers[i], strlen(secret_headers[i])) == 0)
+			return (int)strlen(secret_headers[i]);
+	return 0;
+}
+
 void ach_hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_http_response *r)
 {
 	lua_State *L = c->L;
@@ -183,10 +196,15 @@ void ach_hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_
 			lua_newtable(L);
 			for (i = 0; ex->headers[i] != NULL; i++) {
 				const char *h = ex->headers[i];
+				int n;
 				if (strncasecmp(h, "Authorization:", 14) == 0)
 					lua_pushfstring(L, "Authorization: %s [redacted]",
 							strncasecmp(h + 15, "Basic", 5) == 0 ? "Basic" : "Bearer");
-				else
+				else if ((n = secret_header(h)) > 0) {
+					lua_pushlstring(L, h, (size_t)n); /* the name, as sent */
+					lua_pushliteral(L, " [redacted]");
+					lua_concat(L, 2);
+				} else
 					lua_pushstring(L, h);
 				lua_rawseti(L, -2, i + 1);
 			}
