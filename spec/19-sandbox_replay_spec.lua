@@ -212,6 +212,22 @@ describe("sandbox replay", function()
     rp:stop()
   end)
 
+  it("answers a recorded status that is not HTTP's with a 500 saying so", function()
+    local path = dir .. "/badstatus.jsonl"
+    local f = assert(io.open(path, "w"))
+    f:write('{"type":"meta","format":"achievers-recording","version":1}\n',
+      '{"type":"exchange","request":{"method":"GET","path":"/api/v5/users/10726811"},',
+      '"response":{"status":99999,"headers":{"content-type":"application/json"},"body":{}}}\n')
+    f:close()
+    local rp = assert(h.sandbox.start { replay = path })
+    local c = h.client(rp, { retries = 0 })
+    local data, err = c:user(10726811)
+    rp:stop()
+    assert.is_nil(data)
+    assert.equals(500, err.status)
+    assert.matches("not an HTTP status", tostring(err), 1, true)
+  end)
+
   it("names the line of a bad recording", function()
     local path = dir .. "/bad.jsonl"
     local f = assert(io.open(path, "w"))

@@ -384,6 +384,16 @@ static void build_reply(struct sbx_ctx *c, struct sbx_replay *r, json_t *resp)
         sbx_reply_error(c->rp, 500, "server_error", NULL, "out of memory");
         return;
     }
+    {
+        /* a hand-edited recording may hold any number: HTTP has 100-599 */
+        json_int_t st = json_integer_value(json_object_get(resp, "status"));
+        if (st < 100 || st > 599) {
+            free(out);
+            sbx_reply_error(c->rp, 500, "server_error", NULL,
+                            "replay: the recorded status is not an HTTP status (100-599)");
+            return;
+        }
+    }
     free(c->rp->body);
     c->rp->status = (int)json_integer_value(json_object_get(resp, "status"));
     c->rp->body = out;
