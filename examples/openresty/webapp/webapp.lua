@@ -65,6 +65,10 @@ local function load_session()
   local raw = sessions:get("s:" .. sid)
   local s = raw and cjson.decode(raw)
   if type(s) ~= "table" then return nil end
+  if type(s.started) == "number" and ngx.time() - s.started > SESSION_TTL then
+    sessions:delete("s:" .. sid) -- a refreshed token does not make a session outlive its limit
+    return nil
+  end
   return s, sid
 end
 
@@ -75,6 +79,8 @@ local function set_cookie(sid, max_age)
 end
 
 local function save_session(sid, s, ttl)
+  if type(s.started) == "number" then ttl = math.min(ttl, s.started + SESSION_TTL - ngx.time()) end
+  if ttl <= 0 then sessions:delete("s:" .. sid) return false end
   local ok, err = sessions:set("s:" .. sid, cjson.encode(s), ttl)
   if not ok then ngx.log(ngx.ERR, "session store: ", err) end
   return ok
@@ -85,6 +91,7 @@ local function new_session(s, ttl, old_sid)
   if old_sid then sessions:delete("s:" .. old_sid) end
   local sid = resty.random_id()
   s.csrf = resty.random_id()
+  s.started = ngx.time() -- the session lasts SESSION_TTL from here at most
   save_session(sid, s, ttl)
   set_cookie(sid, ttl)
   return sid
@@ -153,7 +160,10 @@ end
 
 --- GET /login: a new session holding the state and the PKCE verifier, then the consent page.
 function M.login()
-  local _, old = load_session()
+  local s, old = load_session()
+  -- a link from any site can land here (SameSite=Lax sends the cookie): it must not sign a
+  -- signed-in person out
+  if s and type(s.token) == "table" then return redirect("/") end
   local url, state, verifier = get_client():authorize_url()
   new_session({ state = state, verifier = verifier }, PENDING_TTL, old)
   return redirect(url)
