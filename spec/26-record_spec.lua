@@ -48,6 +48,22 @@ describe("recordings", function()
   after_each(function() scan.collect(sb) end)
 
   describe("the record option", function()
+    it("finds a secret again where it was JSON-escaped or percent-encoded", function()
+      local path = new_file()
+      local secret = 'se/cr"et+' .. string.rep("x", 8)
+      local c = h.achievers.client { base_url = sb.url, client_id = sb.client_id,
+        client_secret = secret, record = path, retries = 0 }
+      local _, err = c:token() -- refused: the secret is wrong, but it went out
+      assert.equals("auth", err.kind)
+      -- the same secret where no rule knows it is one: in a query value under a plain name
+      local u = h.client(sb, { record = path })
+      u:get("users", { x = secret })
+      local text = assert(cli.slurp(path))
+      for _, form in ipairs { secret, cjson.encode(secret):sub(2, -2), "se%2Fcr%22et%2B" } do
+        assert.is_nil(text:find(form, 1, true), form .. " in: " .. text)
+      end
+    end)
+
     it("keeps no token from a token answer whatever its media type says", function()
       local path = new_file()
       local body = '{"access_token":"LEAKEDACCESS1234","token_type":"Bearer","expires_in":' ..

@@ -132,7 +132,21 @@ function Recorder:secret(kind, value)
   self.counts[kind] = n
   local p = format("<%s:%d>", kind, n)
   self.secrets[value] = p
-  if #value >= 6 then self.net[#self.net + 1] = value end
+  if #value >= 6 then
+    -- the last net looks in the written (JSON) line: the value as JSON escapes it, and as a
+    -- URL or a form percent-encodes it (either case of hex), maps to the same placeholder
+    local function pct(fmt)
+      return (value:gsub("[^%w%-._~]", function(ch) return format(fmt, ch:byte()) end))
+    end
+    local seen = {}
+    for _, f in ipairs { value, json.encode(value):sub(2, -2), pct("%%%02X"), pct("%%%02x") } do
+      if not seen[f] and (f == value or not self.secrets[f]) then
+        seen[f] = true
+        self.secrets[f] = p
+        self.net[#self.net + 1] = f
+      end
+    end
+  end
   return p
 end
 
