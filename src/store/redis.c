@@ -409,7 +409,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		break;
 	case OP_TAKE:
 		if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-		    r->element[0]->type == REDIS_REPLY_INTEGER) {
+		    r->element[0]->type == REDIS_REPLY_INTEGER &&
+		    r->element[1]->type == REDIS_REPLY_INTEGER) {
 			out.granted = (int)r->element[0]->integer;
 			out.wait = (double)r->element[1]->integer / 1e6;
 			out.lease = fmin(1.0, fmax(0.05, 0.02 * o->lim.window));
