@@ -25,6 +25,11 @@
 -- written anywhere. Only its rate budget is shared by the workers, in the dictionary under a
 -- hash of the token (budget_key below), the key a Redis store would use too.
 --
+-- A fleet (many nginx, many hosts, C processes too): `store = {redis = "redis://host:6379/0",
+-- fleet_size = N}` shares the token and the budgets through Redis (achievers.resty.store: the
+-- C store's keys and scripts, over cosockets); the dictionary, when given, becomes this host's
+-- cache and its fallback while Redis is down (pacing there at 1/fleet_size of each budget).
+--
 -- For https, nginx verifies the server with lua_ssl_trusted_certificate (and
 -- lua_ssl_verify_depth); `insecure = true` turns verification off.
 --
