@@ -352,6 +352,7 @@ function Client:_pace(class, bucket, access)
     local wait
     if rkey then
       wait = self.store:take(rkey, limit)
+      if wait ~= nil then self.store:repay(rkey, limit) end
       if wait == 0 then
         -- counted here too: should Redis go down, this host's own recent calls still count
         self.dict:incr(key, 1, 0, window)
@@ -363,7 +364,10 @@ function Client:_pace(class, bucket, access)
     end
     if not wait then
       local n = self.dict:incr(key, 1, 0, window)
-      if not n or n <= count then return end
+      if not n or n <= count then
+        if rkey then self.store:spent_locally(rkey, window) end
+        return
+      end
       wait = math.max(self.dict:ttl(key) or 0, 0.01)
     end
     if self.on_rate_limit then pcall(self.on_rate_limit, { wait = wait, class = class }) end

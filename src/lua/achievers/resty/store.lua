@@ -119,6 +119,7 @@ function M.new(opt, client_id, hooks)
   self.next_try = 0
   self.owner = achievers._random_id(16)
   self.seq = 0
+  self.spent, self.nspent = {}, 0
   return self
 end
 
@@ -309,20 +310,48 @@ end
 -- One slot of the budget `key` ({count, seconds}): 0 when granted, else seconds to wait;
 -- nil, kind, why when Redis cannot say. The window is the server's and a little more, as the
 -- C store asks (so each of the server's windows falls inside one of ours).
-function Store:take(key, limit)
+function Store:take(key, limit, n)
   local window = limit[2]
   local margin = math.min(0.5, 0.01 * window + 0.02)
   local lease = math.min(1.0, math.max(0.05, 0.02 * window))
   self.seq = self.seq + 1
   local id = self.owner:sub(1, 12) .. self.seq
   local res, kind, why = self:_run(function(red)
-    return script(red, "take", 2, key, key .. ":n", 1, limit[1],
+    return script(red, "take", 2, key, key .. ":n", n or 1, limit[1],
       string.format("%.0f", (window + margin) * 1e6), string.format("%.0f", lease * 1e6), id)
   end)
   if res == nil then return nil, kind, why end
   if type(res) ~= "table" or type(res[1]) ~= "number" then return nil, "error", "unexpected answer to take" end
   if res[1] > 0 then return 0 end
   return math.max((tonumber(res[2]) or 1000) / 1e6, 0.001)
+end
+
+-- A slot spent locally while Redis was down: it counts for `window` seconds. Once Redis
+-- answers again, repay() takes those still counting from its budget, so that the calls made
+-- during the outage are not sent a second time over by the whole fleet's budget.
+function Store:spent_locally(key, window)
+  local now = ngx.now()
+  local s = self.spent[key]
+  if not s or s.till <= now then
+    if not s then self.nspent = self.nspent + 1 end
+    if self.nspent > 256 then -- many tokens during a long outage: keep what still counts
+      local kept = 0
+      for k, v in pairs(self.spent) do
+        if v.till <= now and k ~= key then self.spent[k] = nil else kept = kept + 1 end
+      end
+      self.nspent = kept + (self.spent[key] and 0 or 1)
+    end
+    s = { n = 0 }
+    self.spent[key] = s
+  end
+  s.n, s.till = s.n + 1, now + window
+end
+
+function Store:repay(key, limit)
+  local s = self.spent[key]
+  if not s then return end
+  self.spent[key], self.nspent = nil, self.nspent - 1
+  if s.till > ngx.now() and s.n > 0 then self:take(key, limit, s.n) end
 end
 
 return M
