@@ -177,6 +177,18 @@ describe("achievers.resty under nginx", function()
     end)
   end
 
+  it("client:token() of a new client takes the dictionary's token: no token request", function()
+    run([[ ngx.shared.achievers:flush_all() assert(client():token()) return true ]])
+    local n0 = sb:stats().token_requests
+    local out = run([[
+      local a = assert(client():token())
+      local b = assert(client():token())
+      return { a = a.access_token, b = b.access_token }
+    ]])
+    assert.equals(out.a, out.b)
+    assert.equals(n0, sb:stats().token_requests)
+  end)
+
   it("never puts a dictionary token with control bytes in a header, and drops it", function()
     local bad = { "planted\r\nX-Injected: 1", "planted\0nul", "planted\1ctl", "planted\127del" }
     local before = sb:stats().token_requests

@@ -68,8 +68,9 @@ static int client_exchange(lua_State *L)
 	if (lua_type(L, 2) == LUA_TSTRING) {
 		luaL_argcheck(L, strcmp(lua_tostring(L, 2), "token") == 0, 2,
 			      "expected a request table, \"token\" or \"code\"");
+		int force = lua_toboolean(L, 3); /* read before the push: the exchange lands at 3 */
 		ex = ach_request_push(L, 1, ACH_EX_ENSURE);
-		ex->force_refresh = lua_toboolean(L, 3);
+		ex->force_refresh = force;
 		return 1;
 	}
 	luaL_checktype(L, 2, LUA_TTABLE);

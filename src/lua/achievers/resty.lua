@@ -25,6 +25,11 @@
 -- written anywhere. Only its rate budget is shared by the workers, in the dictionary under a
 -- hash of the token (budget_key below), the key a Redis store would use too.
 --
+-- A fleet (many nginx, many hosts, C processes too): `store = {redis = "redis://host:6379/0",
+-- fleet_size = N}` shares the token and the budgets through Redis (achievers.resty.store: the
+-- C store's keys and scripts, over cosockets); the dictionary, when given, becomes this host's
+-- cache and its fallback while Redis is down (pacing there at 1/fleet_size of each budget).
+--
 -- For https, nginx verifies the server with lua_ssl_trusted_certificate (and
 -- lua_ssl_verify_depth); `insecure = true` turns verification off.
 --
@@ -36,6 +41,7 @@
 -- setting that decides where tokens go belongs in the code.
 local achievers = require("achievers")
 local http = require("achievers.resty.http")
+local rstore = require("achievers.resty.store")
 
 local ngx = ngx
 local M = {}
@@ -77,25 +83,90 @@ local function remaining(t)
   return t.expires_at - (ngx.time() + (t.clock_skew or 0))
 end
 
+-- Without a shared_dict (a Redis store alone), this worker's own stand-in for one: the
+-- local cache of the token, the lock and the pacing while Redis is down.
+local function local_dict()
+  local data, expiry, d = {}, {}, {}
+  local function live(k)
+    local e = expiry[k]
+    if e and e <= ngx.now() then data[k], expiry[k] = nil, nil end
+    return data[k]
+  end
+  function d:get(k) return live(k) end
+  function d:set(k, v, ttl)
+    data[k], expiry[k] = v, (ttl and ttl > 0) and ngx.now() + ttl or nil
+    return true
+  end
+  function d:add(k, v, ttl)
+    if live(k) ~= nil then return false, "exists" end
+    return self:set(k, v, ttl)
+  end
+  function d:delete(k) data[k], expiry[k] = nil, nil end
+  function d:incr(k, by, init, ttl)
+    local v = live(k)
+    if v == nil then
+      self:set(k, init + by, ttl)
+      return init + by
+    end
+    data[k] = v + by
+    return data[k]
+  end
+  function d:ttl(k)
+    if live(k) == nil then return nil, "not found" end
+    return expiry[k] and expiry[k] - ngx.now() or 0
+  end
+  return d
+end
+
+local function judge(self, t)
+  local rem = remaining(t)
+  return t, rem > self.refresh_window or (t.hold_until ~= nil and ngx.now() < t.hold_until and rem > 0), rem > 0
+end
+
 -- The token in the shared dictionary; whether it may be used without asking for a new one;
 -- and whether it has not expired yet. An entry that is not a usable token is deleted.
 --
 -- The engine's rule: a token is fresh while it is more than refresh_window from its expiry;
 -- one that arrived already inside the window (a short-lived token) is used for a while
 -- (hold_until, set when it was stored) rather than asked for again on every call.
-function Client:_shared_token()
+--
+-- With a Redis store the dictionary is this host's cache: a fresh token there is used as it
+-- is; otherwise Redis is asked (its token, not `skip`, the one just rejected, is cached here),
+-- and while Redis is down the dictionary is all there is.
+function Client:_shared_token(skip)
   local raw = self.dict:get(self.key)
-  if raw == nil then return nil end
-  local t = decode_entry(raw)
-  if not t then
-    if self.dict:get(self.key) == raw then self.dict:delete(self.key) end
-    return nil
+  local t
+  if raw ~= nil then
+    t = decode_entry(raw)
+    if not t then
+      if self.dict:get(self.key) == raw then self.dict:delete(self.key) end
+    end
   end
-  local rem = remaining(t)
-  return t, rem > self.refresh_window or (t.hold_until ~= nil and ngx.now() < t.hold_until and rem > 0), rem > 0
+  if not self.store then
+    if not t then return nil end
+    return judge(self, t)
+  end
+  if t then
+    local _, fresh = judge(self, t)
+    if fresh and t.access_token ~= skip then return judge(self, t) end
+  end
+  local text = self.store:token_get(self.skey)
+  if text == nil then -- Redis cannot say: what this host has
+    if not t then return nil end
+    return judge(self, t)
+  end
+  self.seen = text or ""
+  local rt = text and rstore.token_parse(text)
+  if rt and header_safe(rt.access_token) and rt.token_type:lower() == "bearer" then
+    local rem = remaining(rt)
+    if rt.access_token ~= skip and rem > 1 then self.dict:set(self.key, cjson.encode(rt), rem) end
+    return judge(self, rt)
+  end
+  return nil
 end
 
--- Stores the engine's new token for every worker.
+-- Stores the engine's new token for every worker (and, with a Redis store, for every host
+-- and process: compare-and-set against the text last seen there).
 function Client:_store(tok)
   local saved = tok:to_table()
   if not header_safe(saved.access_token) then return end
@@ -105,6 +176,24 @@ function Client:_store(tok)
   end
   self.dict:set(self.key, cjson.encode(saved), math.max(1, rem))
   self.installed = saved.access_token
+  if self.store and rem > 1 then
+    local text = rstore.token_text(saved, saved.hold_until)
+    if text then self.store:token_put(self.skey, text, self.seen or "", rem) end
+  end
+end
+
+-- The token request lock: in Redis when there is one and it answers, else in the dictionary.
+-- Returns whether it is ours, and where (for _unlock).
+function Client:_lock()
+  if self.store then
+    local got = self.store:lock(self.skey, LOCK_TTL)
+    if got ~= nil then return got, "redis" end
+  end
+  return (self.dict:add(self.lock, true, LOCK_TTL)), "dict"
+end
+
+function Client:_unlock(where)
+  if where == "redis" then self.store:unlock(self.skey) else self.dict:delete(self.lock) end
 end
 
 -- Hands the engine the shared token t, unless it holds it already.
@@ -156,22 +245,25 @@ function Client:_renew(ex, req)
   ngx.update_time()
   -- not past the request's own timeout: the engine gives up on a request never answered
   local deadline = ngx.now() + math.min(LOCK_TTL, req.timeout or LOCK_TTL)
+  local where
   while true do
-    local t, _, alive = self:_shared_token()
+    local t, _, alive = self:_shared_token(rejected)
     if t and alive and t.access_token ~= rejected then
       self.installed = t.access_token
       return ex:_feed(answer_with(t))
     end
-    if self.dict:add(self.lock, true, LOCK_TTL) then break end
+    local got
+    got, where = self:_lock()
+    if got then break end
     if ngx.now() > deadline then
       return ex:_feed { error = "timeout", reached = false,
         message = "timed out waiting for another worker's token request" }
     end
     ngx.sleep(WAIT_STEP)
   end
-  local t, _, alive = self:_shared_token()
+  local t, _, alive = self:_shared_token(rejected)
   if t and alive and t.access_token ~= rejected then
-    self.dict:delete(self.lock)
+    self:_unlock(where)
     self.installed = t.access_token
     return ex:_feed(answer_with(t))
   end
@@ -182,7 +274,7 @@ function Client:_renew(ex, req)
     local tok = self.c.current_token
     if tok and tok.access_token ~= rejected then self:_store(tok) end
   end)
-  self.dict:delete(self.lock)
+  self:_unlock(where)
   if not ok then error(err, 0) end
 end
 
@@ -196,11 +288,12 @@ function Client:_ensure_token()
   ngx.update_time()
   local deadline = ngx.now() + LOCK_TTL
   while ngx.now() < deadline do
-    if self.dict:add(self.lock, true, LOCK_TTL) then
+    local got, where = self:_lock()
+    if got then
       -- look again: another worker may have stored a token between our look and the lock
       t, fresh = self:_shared_token()
       if t and fresh then
-        self.dict:delete(self.lock)
+        self:_unlock(where)
         self:_install(t)
         return true
       end
@@ -210,7 +303,7 @@ function Client:_ensure_token()
         if tk then self:_store(tk) end
         return tk, e
       end)
-      self.dict:delete(self.lock)
+      self:_unlock(where)
       if not ran then error(tok, 0) end
       if not tok then return nil, err end
       return true
@@ -237,28 +330,72 @@ local function token_error(err)
   return achievers._error("timeout", tostring(err))
 end
 
+-- The budget a call counts against: the C client's buckets (src/engine.c): "default", and
+-- the heavy reads, each its own ("recognitions", "newsfeed-events"), as the server counts them.
+local function bucket_of(class, path)
+  if class ~= "heavy" then return "default" end
+  return type(path) == "string" and path:find("newsfeed-events", 1, true) and "newsfeed-events" or "recognitions"
+end
+
 -- The per-token rate limits, counted across all workers in the shared dictionary: a window
--- per class, a little longer than the server's (as the C governor does), so that each of the
+-- per bucket, a little longer than the server's (as the C governor does), so that each of the
 -- server's windows falls inside one of ours. A worker over the limit sleeps to the window's end.
-function Client:_pace(class)
+-- With a Redis store, the budget is Redis's, shared by every host and C process (the take
+-- script); while Redis is down, this host paces at 1/fleet_size of it in the dictionary.
+function Client:_pace(class, bucket, access)
   local limit = self.limits[class]
-  local key = self.budget .. class
+  local key = self.budget .. bucket
   local window = limit[2] + math.min(1, limit[2] * 0.05)
+  local count = limit[1]
+  local rkey = self.store and access and self.store:budget_key(access, bucket)
   for _ = 1, 10000 do
-    local n = self.dict:incr(key, 1, 0, window)
-    if not n or n <= limit[1] then return end
-    local wait = math.max(self.dict:ttl(key) or 0, 0.01)
+    local wait
+    if rkey then
+      wait = self.store:take(rkey, limit)
+      if wait ~= nil then self.store:repay(rkey, limit) end
+      if wait == 0 then
+        -- counted here too: should Redis go down, this host's own recent calls still count
+        self.dict:incr(key, 1, 0, window)
+        return
+      end
+      if wait == nil then
+        count = math.max(1, math.floor(limit[1] / self.store.fleet_size))
+      end
+    end
+    if not wait then
+      local n = self.dict:incr(key, 1, 0, window)
+      if not n or n <= count then
+        if rkey then self.store:spent_locally(rkey, window) end
+        return
+      end
+      wait = math.max(self.dict:ttl(key) or 0, 0.01)
+    end
     if self.on_rate_limit then pcall(self.on_rate_limit, { wait = wait, class = class }) end
     ngx.sleep(wait)
   end
 end
 
+-- A Redis store that refuses us (wrong password, not Redis): the call's error.
+local function store_error(self)
+  if not self.store then return nil end
+  local ok, why = self.store:check()
+  if ok then return nil end
+  local e = achievers._error("invalid", why)
+  e.code = "store"
+  return e
+end
+
 --- client:request{method=, path=, query=, form=, json=, headers=, timeout=}
 function Client:request(spec)
+  local serr = store_error(self)
+  if serr then return nil, serr end
   local ok, err = self:_ensure_token()
   if not ok then return nil, token_error(err) end
   local ex = self.c:_exchange(spec)
-  if self.rate_limit then self:_pace(ex:_rate_class()) end
+  if self.rate_limit then
+    local class = ex:_rate_class()
+    self:_pace(class, bucket_of(class, type(spec) == "table" and spec.path), self.installed)
+  end
   return self:_run(ex)
 end
 
@@ -268,6 +405,8 @@ function Client:post(path, fields) return self:request { method = "POST", path =
 
 --- client:token(): the token the workers share.
 function Client:token()
+  local serr = store_error(self)
+  if serr then return nil, serr end
   local ok, err = self:_ensure_token()
   if not ok then return nil, token_error(err) end
   return self:_run(self.c:_exchange("token"))
@@ -378,12 +517,13 @@ end
 
 -- ---- user clients ---------------------------------------------------------------------------
 
--- The dictionary key of a rate budget: per client, per access token (by the first 16 hex
--- digits of its SHA-256, never the token itself), per class. The same shape as a Redis store's
--- keys: "achievers:{<client_id>}:rate:<hash>:<class>" ({client_id} is a Cluster hash tag).
-function M.budget_key(client_id, access_token, class)
+-- The key of a rate budget: per client, per access token (by the first 16 hex digits of its
+-- SHA-256, never the token itself), per bucket ("default", "recognitions", "newsfeed-events").
+-- The Redis store's keys: "achievers:{<client_id>}:rate:<hash>:<bucket>" ({client_id} is a
+-- Cluster hash tag); the dictionary uses the same names.
+function M.budget_key(client_id, access_token, bucket)
   return "achievers:{" .. tostring(client_id) .. "}:rate:" ..
-    achievers._sha256_hex(access_token):sub(1, 16) .. ":" .. (class or "")
+    achievers._sha256_hex(access_token):sub(1, 16) .. ":" .. (bucket or "")
 end
 
 local User = {}
@@ -405,7 +545,7 @@ function Client:with_token(tok, opts)
   local access = c.current_token.access_token
   return setmetatable({
     c = c, conn = self.conn, dict = self.dict, rate_limit = self.rate_limit, limits = self.limits,
-    on_rate_limit = self.on_rate_limit, client_id = self.client_id,
+    on_rate_limit = self.on_rate_limit, client_id = self.client_id, store = self.store,
     budget = M.budget_key(self.client_id, access, ""), access = access,
     on_token = opts and opts.on_token,
   }, User)
@@ -426,8 +566,13 @@ end
 
 --- user:request{...}: as client:request, acting as the person (never the dictionary's token).
 function User:request(spec)
+  local serr = store_error(self)
+  if serr then return nil, serr end
   local ex = self.c:_exchange(spec)
-  if self.rate_limit then self:_pace(ex:_rate_class()) end
+  if self.rate_limit then
+    local class = ex:_rate_class()
+    self:_pace(class, bucket_of(class, type(spec) == "table" and spec.path), self.access)
+  end
   local data, err = self:_run(ex, true)
   self:_check_token()
   return data, err
@@ -491,7 +636,9 @@ for _, e in ipairs(achievers.endpoints) do User[e.name] = Client[e.name] end
 M.random_id = achievers._random_id
 
 function Client:__tostring()
-  return "achievers.resty.client(" .. tostring(self.c):match("%((.*)%)$") .. ", shared_dict=" .. self.dict_name .. ")"
+  return "achievers.resty.client(" .. tostring(self.c):match("%((.*)%)$") ..
+    (self.dict_name and ", shared_dict=" .. self.dict_name or "") ..
+    (self.store and ", store=redis://" .. self.store.where .. "/" .. self.store.db or "") .. ")"
 end
 
 --- require("achievers.resty").client(opts): the client options plus shared_dict (the name of
@@ -500,9 +647,16 @@ end
 function M.client(opts)
   assert(type(opts) == "table", "achievers.resty.client: expected an options table")
   local copy, dict_name = {}, opts.shared_dict
-  for k, v in pairs(opts) do if k ~= "shared_dict" and k ~= "proxy" then copy[k] = v end end
-  if type(dict_name) ~= "string" then
-    error("achievers.resty.client: option 'shared_dict' must name a lua_shared_dict", 2)
+  for k, v in pairs(opts) do
+    if k ~= "shared_dict" and k ~= "proxy" and k ~= "store" and k ~= "on_store" then copy[k] = v end
+  end
+  local with_store = opts.store ~= nil and opts.store ~= "memory"
+  if type(dict_name) ~= "string" and not (with_store and dict_name == nil) then
+    error("achievers.resty.client: option 'shared_dict' must name a lua_shared_dict" ..
+      " (or give a Redis store)", 2)
+  end
+  if opts.on_store ~= nil and type(opts.on_store) ~= "function" then
+    error("achievers.resty.client: option 'on_store' must be a function", 2)
   end
   if opts.token ~= nil then
     error("achievers.resty.client: option 'token' is not supported: the shared dictionary holds one " ..
@@ -512,8 +666,14 @@ function M.client(opts)
     error("achievers.resty.client: option 'ca_file' is not supported: nginx verifies servers with " ..
       "lua_ssl_trusted_certificate (in nginx.conf)", 2)
   end
-  local dict = ngx.shared[dict_name]
-  if not dict then error("achievers.resty.client: no lua_shared_dict named '" .. dict_name .. "'", 2) end
+  local dict
+  if dict_name then
+    dict = ngx.shared[dict_name]
+    if not dict then error("achievers.resty.client: no lua_shared_dict named '" .. dict_name .. "'", 2) end
+  else
+    dict = local_dict()
+  end
+  local store = with_store and rstore.new(opts.store, copy.client_id, { on_store = opts.on_store }) or nil
   local window = copy.refresh_window or 7200
   copy.refresh_window = 0 -- the engine refreshes only expired tokens; the dictionary does the rest
   local on_rate_limit = copy.on_rate_limit
@@ -545,7 +705,9 @@ function M.client(opts)
     rate_limit = c.rate_limit,
     limits = c.limits,
     on_rate_limit = on_rate_limit,
+    store = store,
   }, Client)
+  if store then self.skey = store:token_key(c.base_url, c.scope) end
   self.lock = self.key .. ":lock"
   self.budget = self.key .. ":rate:"
   self.client_id = copy.client_id
