@@ -77,7 +77,9 @@ describe("achievers repl (through tmux)", function()
     home = os.tmpname()
     os.remove(home)
     assert(sh("mkdir -p " .. q(home)))
-    server = "achievers-spec-" .. tostring(os.time()) .. "-" .. tostring(math.random(1e6))
+    local unique = os.tmpname() -- a name no other run has (two suites may run side by side)
+    os.remove(unique)
+    server = "achievers-spec-" .. unique:match("[^/]+$")
     env = {
       "TERM=xterm", "HOME=" .. q(home), "XDG_CONFIG_HOME=" .. q(home .. "/cfg"),
       "LUA_CPATH=" .. q(h.build .. "/?.so;;"), "LUA_PATH=" .. q("src/lua/?.lua;;"),
