@@ -28,23 +28,7 @@ local function challenge_of(verifier)
   return b64url_of_hex(achievers._sha256_hex(verifier))
 end
 
-local function unescape(s)
-  return (s:gsub("%+", " "):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end))
-end
-
-local function query_of(url)
-  local out = {}
-  for k, v in (url:match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do out[unescape(k)] = unescape(v) end
-  return out
-end
-
-local function hidden_fields(html)
-  local form = {}
-  for name, value in html:gmatch('<input type="hidden" name="([^"]+)" value="([^"]*)">') do
-    form[name] = value:gsub("&quot;", '"'):gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&#39;", "'"):gsub("&amp;", "&")
-  end
-  return form
-end
+local query_of, hidden_fields = http.query_of, http.hidden_fields
 
 -- A person approving in a browser: the consent page of `url`, its form posted back (after
 -- `tamper(form)` when given). Returns the redirect's query table, or the answer when none.

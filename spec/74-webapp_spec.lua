@@ -12,23 +12,7 @@ local socket = require("socket")
 
 local LATENCY = 0.3 -- the sandbox's answer time in the concurrency check
 
-local function unescape(s)
-  return (s:gsub("%+", " "):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end))
-end
-
-local function query_of(url)
-  local out = {}
-  for k, v in (url:match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do out[unescape(k)] = unescape(v) end
-  return out
-end
-
-local function hidden_fields(html)
-  local form = {}
-  for name, value in html:gmatch('<input type="hidden" name="([^"]+)" value="([^"]*)">') do
-    form[name] = value:gsub("&quot;", '"'):gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&#39;", "'"):gsub("&amp;", "&")
-  end
-  return form
-end
+local query_of, hidden_fields = http.query_of, http.hidden_fields
 
 describe("example web app (OpenResty, sign-in with PKCE)", function()
   local sb, server, app, browser

@@ -268,4 +268,24 @@ function M.rss_kib(pid)
   return tonumber(status:match("VmRSS:%s*(%d+)"))
 end
 
+-- The query of a URL (a redirect's Location) as a table, '+' and %XX decoded.
+local function unescape(s)
+  return (s:gsub("%+", " "):gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end))
+end
+
+function M.query_of(url)
+  local out = {}
+  for k, v in (url:match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do out[unescape(k)] = unescape(v) end
+  return out
+end
+
+-- The hidden fields of an HTML form (the consent page's), entities decoded.
+function M.hidden_fields(html)
+  local form = {}
+  for name, value in html:gmatch('<input type="hidden" name="([^"]+)" value="([^"]*)">') do
+    form[name] = value:gsub("&quot;", '"'):gsub("&lt;", "<"):gsub("&gt;", ">"):gsub("&#39;", "'"):gsub("&amp;", "&")
+  end
+  return form
+end
+
 return M
