@@ -46,13 +46,18 @@ MHD_LIBS  := $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmi
 JANSSON_LIBS := $(shell $(PKG_CONFIG) --libs jansson 2>/dev/null || echo -ljansson)
 HIREDIS_LIBS := $(shell $(PKG_CONFIG) --libs hiredis 2>/dev/null || echo -lhiredis)
 
-CLIENT_SRC  := $(sort $(wildcard src/*.c) $(wildcard src/store/*.c))
-# src/sha256.c is compiled into both products (the sandbox has no other client source)
-SANDBOX_SRC := $(sort $(filter-out src/sandbox/main.c src/sandbox/lua_sandbox.c,$(wildcard src/sandbox/*.c)) src/sha256.c)
+# The layers (doc/design.md): core (C99 + libc: compiled without the Lua include path, so that
+# nothing in it can include Lua or libcurl), store backends, the libcurl driver, the binding.
+CORE_SRC    := $(sort $(wildcard src/core/*.c))
+CLIENT_SRC  := $(CORE_SRC) $(sort $(wildcard src/store/*.c) $(wildcard src/curl/*.c) $(wildcard src/binding/*.c))
+# src/core/sha256.c is compiled into both products (the sandbox has no other client source)
+SANDBOX_SRC := $(sort $(filter-out src/sandbox/main.c src/sandbox/lua_sandbox.c,$(wildcard src/sandbox/*.c)) src/core/sha256.c)
+CORE_OBJ    := $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLIENT_OBJ  := $(CLIENT_SRC:src/%.c=$(BUILD)/obj/%.o)
 SANDBOX_OBJ := $(SANDBOX_SRC:src/%.c=$(BUILD)/obj/%.o)
-HEADERS     := $(wildcard src/*.h) $(wildcard src/store/*.h)
-SANDBOX_HEADERS := $(wildcard src/sandbox/*.h) src/compat.h src/sha256.h
+CORE_HEADERS := $(wildcard src/core/*.h)
+HEADERS     := $(CORE_HEADERS) $(wildcard src/store/*.h src/curl/*.h src/binding/*.h)
+SANDBOX_HEADERS := $(wildcard src/sandbox/*.h) src/binding/compat.h src/core/sha256.h
 
 MODULE      := $(BUILD)/achievers.so
 SANDBOX_MOD := $(BUILD)/achievers/sandbox.so
@@ -73,6 +78,25 @@ $(BUILD)/obj/sandbox/%.o: src/sandbox/%.c $(SANDBOX_HEADERS) Makefile $(BUILD)/.
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) Makefile $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# The core sees only itself and the C library: its one include directory holds nothing but
+# core/ (no Lua, libcurl or hiredis path, nor the other layers), so an #include of anything
+# above it fails to build.
+CORE_INC    := $(BUILD)/core-include
+CFLAGS_CORE = $(OPT) $(WARN) -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden -I$(CORE_INC) \
+              $(CFLAGS) $(SANFLAGS)
+$(CORE_INC)/core:
+	@mkdir -p $(CORE_INC)
+	ln -sfn $(abspath src/core) $@
+$(BUILD)/obj/core/%.o: src/core/%.c $(CORE_HEADERS) Makefile $(BUILD)/.flags | $(CORE_INC)/core
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_CORE) -c $< -o $@
+
+# The core alone, as a static library: what engine specs link (spec/engine/).
+CORE_LIB    := $(BUILD)/libachievers-core.a
+$(CORE_LIB): $(CORE_OBJ)
+	$(AR) rcs $@ $^
+core: $(CORE_LIB)
 
 $(MODULE): $(CLIENT_OBJ)
 	$(CC) $(LIBFLAG) $(SANFLAGS) -o $@ $^ $(CURL_LIBS) $(HIREDIS_LIBS) $(LDFLAGS)
@@ -183,4 +207,4 @@ lint:
 clean:
 	rm -rf build
 
-.PHONY: FORCE all embed deps-build deps-test test demo install rock-check bench fuzz docs lint clean
+.PHONY: FORCE all core embed deps-build deps-test test demo install rock-check bench fuzz docs lint clean

@@ -138,7 +138,7 @@ static int run(lua_State *L)
 		ach_client_prepare(L, cl, cl + 1, ex);
 	}
 	core = ex->core;
-	core->L = L;
+	ACH_HOST(core)->L = L;
 	ach_exchange_schedule(ex);
 	for (steps = 0; !ach_exchange_done(ex); steps++) {
 		ach_exchange *e = core->runnable, *next;
@@ -155,7 +155,7 @@ static int run(lua_State *L)
 			switch (ach_exchange_step(e, now)) {
 			case ACH_STEP_SEND:
 				ach_exchange_request(e, &req);
-				ach_hook_trace(core, e, "request", NULL);
+				ach_exchange_sent(e);
 				if (req.method == NULL || req.url == NULL)
 					abort();
 				next_answer(in, &r, &hdr, &body);
@@ -179,7 +179,7 @@ static int run(lua_State *L)
 	}
 	ach_buf_free(&hdr);
 	ach_buf_free(&body);
-	core->L = NULL;
+	ACH_HOST(core)->L = NULL;
 	ach_exchange_push_result(L, ex, cl);
 	fz_touch(L, -1, 0);
 	if (lua_gettop(L) >= cl + 4)

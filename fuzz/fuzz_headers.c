@@ -9,7 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "achievers.h"
+#include "core/http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -25,14 +25,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (v < block || v + vlen > block + size)
 				abort();
 			date = ach_parse_http_date(v, vlen);
-			ra = ach_parse_retry_after(v, vlen, date);
+			ra = ach_parse_retry_after(v, vlen, date, 1700000000.0);
 			if (!(ra == -1 || (ra >= 0 && isfinite(ra))))
 				abort();
 		}
 	}
 	{
 		int64_t d = ach_parse_http_date(block, size);
-		double ra = ach_parse_retry_after(block, size, size & 1 ? 1700000000 : 0);
+		double ra = ach_parse_retry_after(block, size, size & 1 ? 1700000000 : 0, 1700000000.0);
 		(void)d;
 		if (!(ra == -1 || (ra >= 0 && isfinite(ra))))
 			abort();

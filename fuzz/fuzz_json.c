@@ -1,8 +1,8 @@
 /*
  * fuzz_json.c: JSON answers through the module's own decoder (ach_json_decode: straight into
- * Lua values, integers exact), then what the client builds from a decoded answer: a token from
- * a token answer (ach_token_from_answer), its tostring and to_table, and achievers.token on the
- * saved table.
+ * Lua values, integers exact), and the core's reading of the same bytes as a token answer
+ * (ach_token_from_json); then what the client builds from a token: its tostring and to_table,
+ * and achievers.token on the saved table.
  *
  * Invariants checked: a failed decode leaves a message string; a token answer that decodes is
  * either refused with a reason or gives a complete token.
@@ -23,11 +23,13 @@ static int run(lua_State *L)
 	if (!ach_json_decode(L, (const char *)in->p, in->n)) {
 		if (lua_type(L, -1) != LUA_TSTRING)
 			abort(); /* the contract: a message */
-		return 0;
+	} else {
+		fz_touch(L, -1, 0);
 	}
-	fz_touch(L, -1, 0);
-	t = ach_token_from_answer(L, top + 1, in->n & 1 ? "client_credentials" : "authorization_code",
-				  "read", in->n & 2 ? 1700000000 : 0, &why);
+	lua_settop(L, top);
+	t = ach_token_from_json((const char *)in->p, in->n,
+				in->n & 1 ? "client_credentials" : "authorization_code", "read",
+				in->n & 2 ? 1700000000 : 0, 1700000000.0, &why);
 	if (t == NULL) {
 		if (why == NULL)
 			abort();

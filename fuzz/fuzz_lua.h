@@ -14,7 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 #include <lualib.h>
 

@@ -15,7 +15,7 @@
 --
 -- Public names, each of which needs an entry (with an example, for functions and types):
 --   module functions and fields (pairs of require("achievers")), client methods (the real
---   client's metatable), client options (the option list of src/client.c), request, task and
+--   client's metatable), client options (the option list of src/binding/client.c), request, task and
 --   token methods (real objects), token and error fields, the sandbox's functions and methods
 --   (a real sandbox), achievers.resty's functions and client methods (read from
 --   src/lua/achievers/resty.lua), achievers.pretty, and the program's exit statuses.
@@ -368,12 +368,12 @@ for _, k in ipairs(keys(methods)) do
   if public(k) then need("client:" .. k, "client method", true) end
 end
 
--- client options: the names src/client.c knows
+-- client options: the names src/binding/client.c knows
 do
-  local c = slurp("src/client.c") or ""
+  local c = slurp("src/binding/client.c") or ""
   local list = c:match('"base_url", "client_id"(.-)NULL')
   if not list then
-    problem("src/client.c: the list of client options was not found")
+    problem("src/binding/client.c: the list of client options was not found")
   else
     for opt in ('"base_url", "client_id"' .. list):gmatch('"([%w_]+)"') do
       need_mention("achievers.client", opt, "client option")

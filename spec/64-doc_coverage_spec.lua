@@ -22,8 +22,9 @@ describe("doc coverage", function()
   before_each(function()
     copy = os.tmpname()
     os.remove(copy)
-    assert(sh("mkdir -p " .. q(copy .. "/src/lua/achievers") .. " && cp -r doc " .. q(copy) ..
-      " && cp src/client.c " .. q(copy .. "/src/") ..
+    assert(sh("mkdir -p " .. q(copy .. "/src/lua/achievers") .. " " .. q(copy .. "/src/binding") ..
+      " && cp -r doc " .. q(copy) ..
+      " && cp src/binding/client.c " .. q(copy .. "/src/binding/") ..
       " && cp src/lua/achievers/*.lua " .. q(copy .. "/src/lua/achievers/")))
   end)
   after_each(function() os.execute("rm -rf " .. q(copy)) end)

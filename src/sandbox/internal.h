@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "sandbox.h"
-#include "sha256.h" /* src/sha256.c, shared with the client */
+#include "core/sha256.h" /* src/core/sha256.c, shared with the client */
 
 #define SBX_BODY_LIMIT     (1u * 1024u * 1024u)   /* larger request bodies: 413 ... */
 #define SBX_UPLOAD_BODY_LIMIT (8u * 1024u * 1024u) /* ... except POST /uploads: up to this */

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "compat.h"
+#include "binding/compat.h"
 #include "sandbox.h"
 #include "replay.h"
 

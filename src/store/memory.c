@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/store.h"
+#include "core/env.h"
+#include "store/memory.h"
 
 #define WINDOW_MARGIN 0.05 /* of the window (at most 1 s): the server's clock and ours differ */
 
@@ -24,6 +25,7 @@ typedef struct budget {
 
 typedef struct memstore {
 	budget *budgets;
+	ach_env env; /* its clock: the engine's */
 } memstore;
 
 static void answer(ach_store_cb cb, void *arg, int granted)
@@ -111,7 +113,7 @@ static void m_take(void *ud, const char *key, int n, const ach_limit *lim, ach_s
 		   void *arg)
 {
 	memstore *m = ud;
-	double now = ach_now(), window, oldest;
+	double now = m->env.now(m->env.ud), window, oldest;
 	ach_store_reply r;
 	budget *b;
 	(void)n; /* one at a time: asking costs nothing here */
@@ -181,11 +183,12 @@ static const ach_store_ops memory_ops = {
 	m_take,	  m_give, m_forget,    m_busy, m_free,
 };
 
-int ach_store_memory(ach_store *st)
+int ach_store_memory(ach_store *st, const ach_env *env)
 {
 	memstore *m = calloc(1, sizeof *m);
 	if (m == NULL)
 		return -1;
+	m->env = *env;
 	st->ops = &memory_ops;
 	st->ud = m;
 	return 0;

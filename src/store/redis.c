@@ -25,7 +25,10 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include "store/store.h"
+#include "core/env.h"
+#include "core/sha256.h"
+#include "store/memory.h"
+#include "store/redis.h"
 
 /* src/lua/achievers/store_scripts.lua as one C string (made by the Makefile) */
 #include "store_scripts.h"
@@ -102,8 +105,9 @@ static char *script_text(const char *name)
 static void report(rstore *rs)
 {
 	int state = rs->up;
-	if (rs->reported == state || rs->core->L == NULL)
-		return;
+	ach_hooks *h = &rs->core->hooks;
+	if (rs->reported == state || (h->ready != NULL && !h->ready(h->ud)))
+		return; /* told later, when the host can run its hooks */
 	if (state == 0 && rs->reported == -1 && rs->down_msg[0] == '\0')
 		return;
 	if (rs->reported == -1 && state == 1) {
@@ -111,8 +115,9 @@ static void report(rstore *rs)
 		return;
 	}
 	rs->reported = state;
-	ach_hook_store(rs->core, state, state ? "Redis is back: tokens and budgets are shared again"
-					       : rs->down_msg);
+	if (h->store != NULL)
+		h->store(h->ud, state, state ? "Redis is back: tokens and budgets are shared again"
+					     : rs->down_msg);
 }
 
 static void set_down(rstore *rs, const char *why)
@@ -778,7 +783,7 @@ int ach_store_redis(ach_store *st, ach_core *core, const ach_redis_options *o, a
 		if (rs->script[i] == NULL)
 			goto fail;
 	if (rs->o.host == NULL || (o->password != NULL && rs->o.password == NULL) ||
-	    ach_store_memory(&rs->local) != 0)
+	    ach_store_memory(&rs->local, &core->env) != 0)
 		goto fail;
 	rc = check_at_start(rs, err);
 	if (rc < 0)

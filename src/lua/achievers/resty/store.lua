@@ -284,7 +284,7 @@ function Store:unlock(key)
   return self:_run(function(red) return script(red, "unlock", 1, key .. ":lock", self.owner) end)
 end
 
--- The stored text of a system token (as src/store/store.c writes it), and back.
+-- The stored text of a system token (as src/core/store.c writes it), and back.
 function M.token_text(t, fresh_until)
   for _, f in ipairs { "access_token", "token_type", "scope" } do
     if type(t[f]) ~= "string" or t[f]:find("\n") then return nil end

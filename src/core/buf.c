@@ -1,16 +1,14 @@
 /*
- * buf.c: growable byte buffers and the small utilities every layer uses (clocks, the OS
- * random source, constant-time comparison, secret wiping).
+ * buf.c: growable byte buffers and the small utilities every layer uses (constant-time
+ * comparison, secret wiping, saturating casts). Core: libc only (doc/design.md, "Layers").
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
-#include "achievers.h"
+#include "core/buf.h"
 
 int ach_buf_reserve(ach_buf *b, size_t extra)
 {
@@ -147,41 +145,4 @@ int64_t ach_clamp_i64(double d)
 	if (d <= -9223372036854775808.0)
 		return INT64_MIN;
 	return (int64_t)d;
-}
-
-double ach_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-double ach_wall(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-int ach_random_bytes(void *out, size_t n)
-{
-	unsigned char *p = out;
-	while (n > 0) {
-		ssize_t got = getrandom(p, n, 0);
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += got;
-		n -= (size_t)got;
-	}
-	return 0;
-}
-
-int ach_nomem(lua_State *L)
-{
-	lua_pushliteral(L, "not enough memory");
-	lua_error(L);
-	abort(); /* not reached: lua_error does not return */
 }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 /* The fields of a part, in the order they are kept in the copy ach_encode_multipart makes. */
 enum { PART_NAME, PART_FILENAME, PART_TYPE, PART_DATA, PART_FIELDS };

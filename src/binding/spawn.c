@@ -11,7 +11,7 @@
  */
 #include <string.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 #define ACH_TASK_MT "achievers.task"
 
@@ -46,7 +46,7 @@ static void push_task(lua_State *L, int cl, lua_State *co)
 int ach_spawn_active(lua_State *L, int cl)
 {
 	int yes;
-	if (ach_client_core(L, cl)->no_yield > 0)
+	if (ACH_HOST(ach_client_core(L, cl))->no_yield > 0)
 		return 0;
 #if ACH_HAS_ISYIELDABLE
 	if (!lua_isyieldable(L))
@@ -78,9 +78,9 @@ int ach_spawn_wait(lua_State *L, int cl, ach_exchange *ex)
 	lua_pushvalue(L, req);
 	lua_setfield(L, -2, "request"); /* the call it waits on, for task:cancel() */
 	lua_pop(L, 1);
-	ex->core->L = L;
+	ACH_HOST(ex->core)->L = L;
 	ach_exchange_schedule(ex);
-	ach_driver_run(ex->core, NULL, 0, ex->core->opt.frame_budget); /* never blocks */
+	ach_core_run(ex->core, NULL, 0, ex->core->opt.frame_budget); /* never blocks */
 	ach_raise_hook_error(L, ex->core);
 	return lua_yield(L, 0);
 }
@@ -103,9 +103,9 @@ void ach_spawn_resume(lua_State *L, int cl, lua_State *co, int n)
 	lua_pushnil(L);
 	lua_setfield(L, task, "request");
 	lua_xmove(L, co, n);
-	core->L = co;
+	ACH_HOST(core)->L = co;
 	status = ach_resume(co, L, n, &nres);
-	core->L = L;
+	ACH_HOST(core)->L = L;
 	if (status == LUA_YIELD) {
 		lua_pop(co, nres); /* what a task's own yield passed is not used */
 		lua_getfield(L, task, "waiting");

@@ -1,16 +1,16 @@
 /*
  * pkce.c: Proof Key for Code Exchange (RFC 7636), S256 only: a code verifier from 32 bytes of
  * the OS random source, base64url without padding (43 characters), and its code challenge,
- * base64url(SHA-256(verifier)). Also the two helpers Lua drivers need for the same ends: a
- * hash of a token (rate budgets are named by it, never by the token) and random identifiers.
+ * base64url(SHA-256(verifier)). Core: libc only.
  */
 #include <string.h>
 
-#include "achievers.h"
-#include "sha256.h"
+#include "core/env.h"
+#include "core/pkce.h"
+#include "core/sha256.h"
 
 /* base64url of n bytes without padding into out (4 * n / 3 rounded up, plus a NUL). */
-static void b64url(const unsigned char *s, size_t n, char *out)
+void ach_base64url(const unsigned char *s, size_t n, char *out)
 {
 	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	size_t i, o = 0;
@@ -32,7 +32,7 @@ void ach_pkce_challenge(const char *verifier, char out[ACH_PKCE_LEN + 1])
 {
 	unsigned char d[32];
 	ach_sha256(verifier, strlen(verifier), d);
-	b64url(d, sizeof d, out);
+	ach_base64url(d, sizeof d, out);
 }
 
 int ach_pkce_new(char verifier[ACH_PKCE_LEN + 1], char challenge[ACH_PKCE_LEN + 1])
@@ -40,7 +40,7 @@ int ach_pkce_new(char verifier[ACH_PKCE_LEN + 1], char challenge[ACH_PKCE_LEN + 
 	unsigned char raw[32];
 	if (ach_random_bytes(raw, sizeof raw) != 0)
 		return -1;
-	b64url(raw, sizeof raw, verifier);
+	ach_base64url(raw, sizeof raw, verifier);
 	memset(raw, 0, sizeof raw);
 	ach_pkce_challenge(verifier, challenge);
 	return 0;
@@ -60,36 +60,3 @@ int ach_pkce_verifier_valid(const char *s, size_t n)
 }
 
 /* achievers._sha256_hex(s): SHA-256 of s as 64 hex digits (names a token's rate budget). */
-static int sha256_hex(lua_State *L)
-{
-	size_t n;
-	const char *s = luaL_checklstring(L, 1, &n);
-	char out[65];
-	ach_sha256_hex(s, n, out);
-	lua_pushlstring(L, out, 64);
-	return 1;
-}
-
-/* achievers._random_id([nbytes = 32]): nbytes from the OS random source, base64url without
- * padding (session ids, form tokens). Raises when the random source fails. */
-static int random_id(lua_State *L)
-{
-	lua_Integer n = luaL_optinteger(L, 1, 32);
-	unsigned char raw[96];
-	char out[129];
-	luaL_argcheck(L, n >= 16 && n <= 96, 1, "between 16 and 96 bytes");
-	if (ach_random_bytes(raw, (size_t)n) != 0)
-		return luaL_error(L, "the OS random source failed");
-	b64url(raw, (size_t)n, out);
-	memset(raw, 0, sizeof raw);
-	lua_pushstring(L, out);
-	return 1;
-}
-
-void ach_pkce_open(lua_State *L, int module)
-{
-	lua_pushcfunction(L, sha256_hex);
-	lua_setfield(L, module, "_sha256_hex");
-	lua_pushcfunction(L, random_id);
-	lua_setfield(L, module, "_random_id");
-}

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 enum arg_kind {
 	ARG_QUERY,    /* helper(query) */
@@ -281,12 +281,12 @@ static int each_fetch(lua_State *L)
 		lua_setfield(L, -2, "query");
 	}
 	/* called through lua_call, so a task cannot yield here: the page is fetched blocking */
-	core->no_yield++;
+	ACH_HOST(core)->no_yield++;
 	if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-		core->no_yield--;
+		ACH_HOST(core)->no_yield--;
 		return lua_error(L);
 	}
-	core->no_yield--;
+	ACH_HOST(core)->no_yield--;
 	if (lua_isnil(L, -2)) {
 		lua_pushboolean(L, 1);
 		lua_replace(L, lua_upvalueindex(5));

@@ -20,7 +20,7 @@
  */
 #include <string.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 /* The exchange a Lua driver must move next: the call itself, or the slot's shared token
  * request it waits on. */
@@ -84,7 +84,7 @@ static int exchange_next(lua_State *L)
 {
 	ach_exchange *ex = check_exchange(L, 1);
 	int guard;
-	ex->core->L = L;
+	ACH_HOST(ex->core)->L = L;
 	for (guard = 0; guard < 16; guard++) {
 		ach_exchange *cur = current(ex);
 		double now = ach_now();
@@ -123,7 +123,7 @@ static int exchange_next(lua_State *L)
 			continue; /* now waiting on the token request: step that one */
 		case ACH_STEP_SEND:
 			ach_exchange_request(cur, &req);
-			ach_hook_trace(ex->core, cur, "request", NULL);
+			ach_exchange_sent(cur);
 			lua_pushliteral(L, "send");
 			lua_createtable(L, 0, 6);
 			lua_pushstring(L, req.method);
@@ -228,7 +228,7 @@ static int exchange_feed(lua_State *L)
 		}
 	}
 	cur->lua_inflight = 0;
-	ex->core->L = L;
+	ACH_HOST(ex->core)->L = L;
 	ach_exchange_response(cur, &r, ach_now());
 	ach_buf_free(&headers);
 	ach_raise_hook_error(L, ex->core);

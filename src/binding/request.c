@@ -20,7 +20,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 typedef struct request {
 	ach_exchange *ex; /* in the userdata at field `ex` of the user value */
@@ -141,13 +141,9 @@ static void wait_for(lua_State *L, request *r)
 	ach_core *core = ex->core;
 	if (!ach_exchange_done(ex))
 		ach_check_not_in_hook(L, core, "req:result()");
-	core->L = L;
-	while (!ach_exchange_done(ex)) {
-		ach_driver_run(core, ex, INFINITY, INFINITY);
-		if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL &&
-		    (ex->slot == NULL || ex->slot->fetching == NULL))
-			luaL_error(L, "achievers: internal error: request stalled");
-	}
+	ACH_HOST(core)->L = L;
+	if (ach_core_finish(core, ex) != 0)
+		luaL_error(L, "achievers: internal error: request stalled");
 	ach_raise_hook_error(L, core);
 }
 
@@ -221,9 +217,9 @@ static int client_async(lua_State *L)
 	req = lua_gettop(L);
 	ach_client_prepare(L, 1, 2, ex);
 	ach_request_watch(L, req, 1);
-	ex->core->L = L;
+	ACH_HOST(ex->core)->L = L;
 	ach_exchange_schedule(ex);
-	ach_driver_run(ex->core, NULL, 0, ex->core->opt.frame_budget); /* never blocks */
+	ach_core_run(ex->core, NULL, 0, ex->core->opt.frame_budget); /* never blocks */
 	lua_settop(L, req);
 	ach_raise_hook_error(L, ex->core);
 	return 1;
@@ -245,10 +241,10 @@ static int client_poll(lua_State *L)
 	luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
 	ach_check_not_in_hook(L, core, "client:poll");
 	lua_settop(L, 1);
-	core->L = L;
+	ACH_HOST(core)->L = L;
 	started = ach_now();
 	if (core->done_head == NULL) {
-		ach_driver_run(core, NULL, started + timeout, timeout == 0 ? budget : INFINITY);
+		ach_core_run(core, NULL, started + timeout, timeout == 0 ? budget : INFINITY);
 		/* poll(0) is a frame's slice: when moving bytes took the budget, what finished
 		 * is reported by the next poll */
 		if (timeout == 0 && ach_now() - started > budget)
@@ -335,7 +331,7 @@ static int client_batch(lua_State *L)
 		lua_rawseti(L, reqs, i);
 		lua_pop(L, 1);
 	}
-	core->L = L;
+	ACH_HOST(core)->L = L;
 	for (i = 1; i <= n; i++) {
 		request *r;
 		lua_rawgeti(L, reqs, i);

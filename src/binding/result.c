@@ -6,7 +6,7 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 #define BODY_KEEP 4096 /* bytes of a non-JSON error body kept in err.body */
 #define ERROR_DECODE_MAX (256 * 1024) /* an error body larger than this is not decoded */

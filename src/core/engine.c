@@ -17,8 +17,10 @@
 #include <strings.h>
 #include <time.h>
 
-#include "achievers.h"
-#include "store/store.h"
+#include "core/engine.h"
+#include "core/http.h"
+#include "core/sha256.h"
+#include "core/store.h"
 
 enum { ST_START, ST_BLOCKED, ST_SLEEP, ST_SENDING, ST_DONE, ST_STORE };
 
@@ -27,23 +29,52 @@ enum { ST_START, ST_BLOCKED, ST_SLEEP, ST_SENDING, ST_DONE, ST_STORE };
 
 /* ---- core and slots ---------------------------------------------------------------------- */
 
-ach_core *ach_core_new(void)
+#define NOW(c) ((c)->env.now((c)->env.ud))
+#define WALL(c) ((c)->env.wall((c)->env.ud))
+
+/* The host's hooks (core->hooks), each optional. */
+static void hook_token(ach_core *c, ach_exchange *ex, ach_slot *s)
+{
+	if (c->hooks.token != NULL)
+		c->hooks.token(c->hooks.ud, ex, s);
+}
+
+static void hook_trace(ach_core *c, ach_exchange *ex, const char *phase,
+		       const ach_http_response *r)
+{
+	if (c->hooks.trace != NULL)
+		c->hooks.trace(c->hooks.ud, ex, phase, r);
+}
+
+static void hook_retry(ach_core *c, ach_exchange *ex, double delay)
+{
+	if (c->hooks.retry != NULL)
+		c->hooks.retry(c->hooks.ud, ex, delay);
+}
+
+static void hook_rate_limit(ach_core *c, ach_exchange *ex, double wait, int server)
+{
+	if (c->hooks.rate_limit != NULL)
+		c->hooks.rate_limit(c->hooks.ud, ex, wait, server);
+}
+
+ach_core *ach_core_new(const ach_env *env)
 {
 	ach_core *c = calloc(1, sizeof *c);
 	if (c == NULL)
 		return NULL;
 	c->refs = 1;
+	c->env = *env;
 	c->watch.fd = -1;
 	c->watch.timer = -1;
-	c->store = calloc(1, sizeof *c->store);
-	if (c->store == NULL || ach_store_memory(c->store) != 0 || ach_driver_init(c) != 0) {
-		if (c->store != NULL && c->store->ops != NULL)
-			c->store->ops->free(c->store->ud);
-		free(c->store);
-		free(c);
-		return NULL;
-	}
+	c->budget_end = INFINITY;
 	return c;
+}
+
+void ach_core_set_store(ach_core *c, ach_store *st)
+{
+	ach_store_close(c);
+	c->store = st;
 }
 
 static void options_free(ach_options *o)
@@ -89,7 +120,10 @@ void ach_core_unref(ach_core *c)
 	while (c->nspare > 0)
 		ach_buf_free(&c->spare[--c->nspare]);
 	ach_store_close(c);
-	ach_driver_free(c);
+	if (c->drv.free != NULL)
+		c->drv.free(c->drv.ud);
+	if (c->hooks.release != NULL)
+		c->hooks.release(c->hooks.ud);
 	options_free(&c->opt);
 	free(c);
 }
@@ -178,7 +212,7 @@ void ach_exchange_init(ach_exchange *ex, ach_core *core, ach_slot *slot, ach_ex_
 	if (slot != NULL)
 		slot->refs++;
 	ex->timeout = core->opt.timeout;
-	ex->started = ach_now();
+	ex->started = NOW(core);
 	ex->deadline_at = core->opt.deadline > 0 ? ex->started + core->opt.deadline : 0;
 }
 
@@ -269,7 +303,8 @@ void ach_exchange_cancel(ach_exchange *ex)
 	if (ex->core == NULL)
 		return;
 	if (ex->transfer != NULL)
-		ach_driver_cancel(ex->core, ex);
+		if (ex->core->drv.cancel != NULL)
+			ex->core->drv.cancel(ex->core->drv.ud, ex);
 	unlink_runnable(ex);
 	unlink_waiter(ex);
 	if (ex->slot != NULL) {
@@ -437,7 +472,8 @@ int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message)
 	if (ex->core == NULL || ex->state == ST_DONE || ex->owned_by_slot)
 		return 0;
 	if (ex->transfer != NULL)
-		ach_driver_cancel(ex->core, ex); /* mid-transfer: libcurl closes that connection */
+		if (ex->core->drv.cancel != NULL)
+			ex->core->drv.cancel(ex->core->drv.ud, ex); /* mid-transfer: libcurl closes that connection */
 	ex->lua_inflight = 0;
 	if (ex->state == ST_BLOCKED)
 		unlink_waiter(ex); /* the token request goes on for the other waiters */
@@ -624,7 +660,7 @@ static void take_done(void *arg, const ach_store_reply *r)
 {
 	ach_lease *l = arg;
 	ach_slot *s = l->slot;
-	double now = ach_now();
+	double now = NOW(s->core);
 	ach_exchange *w = l->waiters;
 	l->taking = 0;
 	if (strcmp(l->take_hash, s->tok_hash) == 0) {
@@ -682,7 +718,7 @@ static int rate_admit(ach_exchange *ex, double now)
 			}
 			ex->state = ST_SLEEP;
 			ex->wake_at = l->next;
-			ach_hook_rate_limit(c, ex, l->next - now, 0);
+			hook_rate_limit(c, ex, l->next - now, 0);
 			return 1;
 		}
 		ex->state = ST_STORE;
@@ -713,7 +749,7 @@ static int rate_admit(ach_exchange *ex, double now)
 		ach_buf_free(&key);
 		if (ex->state == ST_STORE)
 			return 2;
-		now = ach_now(); /* answered at once: look again */
+		now = NOW(c); /* answered at once: look again */
 	}
 }
 
@@ -747,7 +783,7 @@ static void store_answered(ach_exchange *t)
 	if (t->state == ST_STORE)
 		t->state = ST_START;
 	if (t->from_store && !t->in_step) {
-		token_fetch_done(t, ach_now()); /* destroys t */
+		token_fetch_done(t, NOW(t->core)); /* destroys t */
 		return;
 	}
 	ach_exchange_schedule(t);
@@ -767,14 +803,14 @@ static void token_got(void *arg, const ach_store_reply *r)
 	if (r->value != NULL)
 		tok = ach_store_token_parse(r->value, r->value_len, &fresh);
 	if (tok != NULL) {
-		double rem = ach_token_remaining(tok);
+		double rem = ach_token_remaining_at(tok, WALL(t->core));
 		int bad = 0;
 		if (s->bad_hash[0] != '\0') {
 			char hex[65];
 			ach_sha256_hex(tok->access_token, strlen(tok->access_token), hex);
 			bad = strncmp(hex, s->bad_hash, sizeof s->bad_hash - 1) == 0;
 		}
-		if (!bad && (rem > t->core->opt.refresh_window || (rem > 0 && fresh > ach_wall()))) {
+		if (!bad && (rem > t->core->opt.refresh_window || (rem > 0 && fresh > WALL(t->core)))) {
 			t->token = tok;
 			t->from_store = 1;
 			t->fresh_until = fresh;
@@ -807,7 +843,7 @@ static void lock_done(void *arg, const ach_store_reply *r)
 		t->sync = SYNC_GET;
 		t->store_wait = 0;
 		t->state = ST_SLEEP;
-		t->wake_at = ach_now() + LOCK_RETRY;
+		t->wake_at = NOW(t->core) + LOCK_RETRY;
 		ach_exchange_schedule(t);
 		return;
 	}
@@ -857,9 +893,9 @@ static void token_sync_end(ach_exchange *t, double now)
 		return;
 	if (ach_store_token_key(t->core, &key) == 0) {
 		if (t->token != NULL && t->failure == ACH_KIND_NONE) {
-			double rem = ach_token_remaining(t->token), fresh = 0;
+			double rem = ach_token_remaining_at(t->token, WALL(t->core)), fresh = 0;
 			if (rem <= t->core->opt.refresh_window)
-				fresh = ach_wall() + fmin(300.0, fmax(rem / 2, 1.0));
+				fresh = WALL(t->core) + fmin(300.0, fmax(rem / 2, 1.0));
 			if (rem > 1 && ach_store_token_text(t->token, fresh, &text) == 0)
 				st->ops->token_put(st->ud, key.data, text.data,
 						   t->seen != NULL ? t->seen : "", rem, NULL, NULL);
@@ -883,7 +919,7 @@ static int token_usable(ach_slot *s, double now, int *refresh)
 		*refresh = 1;
 		return 0;
 	}
-	rem = ach_token_remaining(t);
+	rem = ach_token_remaining_at(t, WALL(s->core));
 	if (rem > s->core->opt.refresh_window)
 		return 1;
 	if (s->user && t->refresh_token == NULL)
@@ -1085,7 +1121,7 @@ void ach_exchange_request(ach_exchange *ex, ach_http_request *req)
 	req->timeout = ex->timeout;
 	if (ex->deadline_at > 0) {
 		/* an attempt never runs past the call's deadline */
-		double left = ex->deadline_at - ach_now();
+		double left = ex->deadline_at - NOW(ex->core);
 		if (left < req->timeout)
 			req->timeout = left > 0.001 ? left : 0.001;
 	}
@@ -1094,187 +1130,17 @@ void ach_exchange_request(ach_exchange *ex, ach_http_request *req)
 
 /* ---- answers ------------------------------------------------------------------------------------ */
 
-/* Finds a header in a raw header block; returns its value (not NUL-terminated) and length. */
-const char *ach_header_find(const char *block, size_t len, const char *name, size_t *vlen)
-{
-	size_t nlen = strlen(name), i = 0;
-	while (i < len) {
-		size_t end = i;
-		while (end < len && block[end] != '\n')
-			end++;
-		if (end - i > nlen && block[i + nlen] == ':' && strncasecmp(block + i, name, nlen) == 0) {
-			const char *v = block + i + nlen + 1;
-			const char *e = block + end;
-			while (v < e && (*v == ' ' || *v == '\t'))
-				v++;
-			while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
-				e--;
-			*vlen = (size_t)(e - v);
-			return v;
-		}
-		i = end + 1;
-	}
-	return NULL;
-}
-
-/* ---- HTTP dates ----------------------------------------------------------------------------------- */
-
-/* HTTP dates are parsed here with fixed English names, not strptime: %a and %b follow LC_TIME,
- * so a host that calls setlocale (a game, an editor) would make every Date and Retry-After
- * unreadable. */
-
-typedef struct cursor {
-	const char *p, *e;
-} cursor;
-
-static int take_char(cursor *c, char ch)
-{
-	if (c->p < c->e && *c->p == ch) {
-		c->p++;
-		return 1;
-	}
-	return 0;
-}
-
-/* min to max digits; returns 1 with *out set, or 0 */
-static int take_digits(cursor *c, int min, int max, int *out)
-{
-	int n = 0, v = 0;
-	while (n < max && c->p < c->e && *c->p >= '0' && *c->p <= '9') {
-		v = v * 10 + (*c->p++ - '0');
-		n++;
-	}
-	*out = v;
-	return n >= min;
-}
-
-/* An alphabetic word, matched against names (case-insensitively, whole word); its index or -1. */
-static int take_name(cursor *c, const char *const *names, int count)
-{
-	const char *w = c->p;
-	size_t n = 0;
-	int i;
-	while (c->p < c->e && ((*c->p | 0x20) >= 'a' && (*c->p | 0x20) <= 'z')) {
-		c->p++;
-		n++;
-	}
-	for (i = 0; i < count; i++)
-		if (strlen(names[i]) == n && strncasecmp(w, names[i], n) == 0)
-			return i;
-	return -1;
-}
-
-/* "HH:MM:SS" */
-static int take_time(cursor *c, int *h, int *m, int *s)
-{
-	return take_digits(c, 2, 2, h) && take_char(c, ':') && take_digits(c, 2, 2, m) &&
-	       take_char(c, ':') && take_digits(c, 2, 2, s);
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (month 1..12). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-	int64_t era, yoe, doy, doe;
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* Parses an HTTP date: the IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") and the obsolete
- * RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37 1994")
- * forms of RFC 9110. Returns the UNIX time, or 0 when it is none of them. */
-int64_t ach_parse_http_date(const char *str, size_t n)
-{
-	static const char *const days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun",
-					   "Monday", "Tuesday", "Wednesday", "Thursday",
-					   "Friday", "Saturday", "Sunday"};
-	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	cursor c = {str, str + n};
-	int wday, mon = -1, day = 0, year = 0, hh = 0, mm = 0, ss = 0;
-	int64_t t;
-	if (str == NULL || n == 0)
-		return 0;
-	wday = take_name(&c, days, 14);
-	if (wday < 0)
-		return 0;
-	if (take_char(&c, ',')) {
-		if (!take_char(&c, ' ') || !take_digits(&c, 2, 2, &day))
-			return 0;
-		if (wday < 7 && take_char(&c, ' ')) { /* IMF-fixdate */
-			if ((mon = take_name(&c, months, 12)) < 0 || !take_char(&c, ' ') ||
-			    !take_digits(&c, 4, 4, &year))
-				return 0;
-		} else if (wday >= 7 && take_char(&c, '-')) { /* RFC 850: two-digit year */
-			if ((mon = take_name(&c, months, 12)) < 0 || !take_char(&c, '-') ||
-			    !take_digits(&c, 2, 2, &year))
-				return 0;
-			year += year < 70 ? 2000 : 1900;
-		} else {
-			return 0;
-		}
-		if (!take_char(&c, ' ') || !take_time(&c, &hh, &mm, &ss) || !take_char(&c, ' ') ||
-		    c.e - c.p != 3 || strncmp(c.p, "GMT", 3) != 0)
-			return 0;
-	} else if (wday < 7 && take_char(&c, ' ')) { /* asctime: "Nov  6" or "Nov 16" */
-		if ((mon = take_name(&c, months, 12)) < 0 || !take_char(&c, ' '))
-			return 0;
-		take_char(&c, ' ');
-		if (!take_digits(&c, 1, 2, &day) || !take_char(&c, ' ') ||
-		    !take_time(&c, &hh, &mm, &ss) || !take_char(&c, ' ') ||
-		    !take_digits(&c, 4, 4, &year) || c.p != c.e)
-			return 0;
-	} else {
-		return 0;
-	}
-	if (day < 1 || day > mdays[mon] || hh > 23 || mm > 59 || ss > 60)
-		return 0;
-	t = days_from_civil(year, mon + 1, day) * 86400 + hh * 3600 + mm * 60 + ss;
-	return t > 0 ? t : 0;
-}
-
-/* Retry-After: delta seconds or an HTTP date; -1 when absent or unreadable. */
-double ach_parse_retry_after(const char *v, size_t n, int64_t date)
-{
-	size_t i;
-	double secs = 0;
-	int64_t when;
-	if (v == NULL || n == 0)
-		return -1;
-	for (i = 0; i < n && isdigit((unsigned char)v[i]); i++) {
-		secs = secs * 10 + (v[i] - '0');
-		if (secs > 1e9)
-			return -1;
-	}
-	if (i == n)
-		return secs;
-	when = ach_parse_http_date(v, n);
-	if (when == 0)
-		return -1;
-	when -= date > 0 ? date : (int64_t)ach_wall();
-	return when > 0 ? (when > 1000000000 ? 1e9 : (double)when) : 0;
-}
-
-int ach_method_idempotent(const char *m)
-{
-	return strcmp(m, "GET") == 0 || strcmp(m, "OPTIONS") == 0 || strcmp(m, "HEAD") == 0;
-}
-
 static int retry_status(long status)
 {
 	return status == 429 || status == 502 || status == 503 || status == 504;
 }
 
 /* Backoff for the attempt just failed: base * 2^(attempt-1), with jitter in [50%, 100%]. */
-static double backoff(int attempt)
+static double backoff(const ach_core *c, int attempt)
 {
 	unsigned char r = 0;
 	double d = RETRY_BASE * pow(2.0, attempt - 1);
-	ach_random_bytes(&r, 1);
+	c->env.random(c->env.ud, &r, 1);
 	return d * (0.5 + (double)r / 510.0);
 }
 
@@ -1302,9 +1168,9 @@ static void token_fetch_done(ach_exchange *t, double now)
 		/* A token that is already inside the refresh window when it arrives (the one we
 		 * held, handed back; a short-lived one; one expired on arrival): use it for a
 		 * while rather than asking again at once, so there is no loop. */
-		rem = ach_token_remaining(s->tok);
-		if (t->from_store && t->fresh_until > ach_wall())
-			s->refresh_after = now + (t->fresh_until - ach_wall());
+		rem = ach_token_remaining_at(s->tok, WALL(s->core));
+		if (t->from_store && t->fresh_until > WALL(s->core))
+			s->refresh_after = now + (t->fresh_until - WALL(s->core));
 		else if (rem <= s->core->opt.refresh_window)
 			s->refresh_after = now + fmin(300.0, fmax(rem / 2, 1.0));
 		fresh = ach_token_ref(t->token);
@@ -1344,29 +1210,27 @@ static void token_fetch_done(ach_exchange *t, double now)
 		ach_token_unref(t->token);
 		t->token = fresh; /* the hook sees it through t; keep our reference */
 		fresh = NULL;
-		ach_hook_token(t->core, t, s);
+		hook_token(t->core, t, s);
 	}
 	ach_token_unref(fresh);
 	exchange_destroy(t);
 }
 
-/* Decodes a token answer; sets t->token or a decode failure. Needs the Lua state. */
+void ach_exchange_sent(ach_exchange *ex)
+{
+	hook_trace(ex->core, ex, "request", NULL);
+}
+
+/* Reads a token answer; sets t->token or a decode failure. */
 static void take_token_answer(ach_exchange *t, int64_t date)
 {
-	lua_State *L = t->core->L;
+	const ach_options *o = &t->core->opt;
 	const char *why = NULL;
-	int top = lua_gettop(L);
-	if (!ach_json_decode(L, t->resp_body.data ? t->resp_body.data : "", t->resp_body.len)) {
-		why = "the token answer is not JSON";
-	} else {
-		const ach_options *o = &t->core->opt;
-		const char *scope = t->grant_scope != NULL ? t->grant_scope : o->scope_comma;
-		t->token = ach_token_from_answer(L, -1, t->grant == ACH_GRANT_CLIENT_CREDENTIALS
-							       ? "client_credentials"
-							       : "authorization_code",
-						 scope, date, &why);
-	}
-	lua_settop(L, top);
+	const char *scope = t->grant_scope != NULL ? t->grant_scope : o->scope_comma;
+	t->token = ach_token_from_json(t->resp_body.data, t->resp_body.len,
+				       t->grant == ACH_GRANT_CLIENT_CREDENTIALS ? "client_credentials"
+										: "authorization_code",
+				       scope, date, WALL(t->core), &why);
 	if (t->token == NULL) {
 		t->failure = ACH_KIND_DECODE;
 		ach_buf_reset(&t->message);
@@ -1397,20 +1261,20 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		ach_buf_reset(&ex->resp_body);
 		ach_buf_add(&ex->resp_body, r->body, r->body_len);
 	}
-	ach_hook_trace(ex->core, ex, r->failure != ACH_KIND_NONE ? "error" : "response", r);
+	hook_trace(ex->core, ex, r->failure != ACH_KIND_NONE ? "error" : "response", r);
 	if (ex->state == ST_DONE)
 		return; /* the hook cancelled it */
 
 	if (r->failure == ACH_KIND_NONE) {
 		v = ach_header_find(ex->resp_headers.data, ex->resp_headers.len, "Date", &vlen);
 		if (v != NULL && (date = ach_parse_http_date(v, vlen)) > 0) {
-			double skew = (double)date - ach_wall();
+			double skew = (double)date - WALL(ex->core);
 			ex->core->skew = fabs(skew) >= 2.0 ? (int64_t)llround(skew) : 0;
 			if (ex->slot != NULL && ex->slot->tok != NULL)
 				ex->slot->tok->skew = ex->core->skew;
 		}
 		v = ach_header_find(ex->resp_headers.data, ex->resp_headers.len, "Retry-After", &vlen);
-		ex->retry_after = ach_parse_retry_after(v, vlen, date);
+		ex->retry_after = ach_parse_retry_after(v, vlen, date, WALL(ex->core));
 	}
 
 	/* 401 on an API call: drop the token, get a new one once, repeat the call once. */
@@ -1452,7 +1316,7 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 	else if (retry_status(r->status))
 		retry = idempotent || r->status == 429;
 	if (retry && ex->attempt <= o->retries) {
-		delay = ex->retry_after >= 0 ? ex->retry_after : backoff(ex->attempt);
+		delay = ex->retry_after >= 0 ? ex->retry_after : backoff(ex->core, ex->attempt);
 		if (delay > o->retry_max_wait)
 			retry = 0;
 	} else {
@@ -1468,9 +1332,9 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		retry = 0;
 	}
 	if (retry) {
-		ach_hook_retry(ex->core, ex, delay);
+		hook_retry(ex->core, ex, delay);
 		if (r->status == 429) /* the server's own pacing: said as ours is */
-			ach_hook_rate_limit(ex->core, ex, delay, 1);
+			hook_rate_limit(ex->core, ex, delay, 1);
 		ex->state = ST_SLEEP;
 		ex->wake_at = now + delay;
 		ach_exchange_schedule(ex);
@@ -1485,6 +1349,6 @@ void ach_exchange_response(ach_exchange *ex, const ach_http_response *r, double 
 		return;
 	}
 	if (ex->type == ACH_EX_TOKEN && ex->token != NULL)
-		ach_hook_token(ex->core, ex, ex->slot); /* a user token from exchange_code */
+		hook_token(ex->core, ex, ex->slot); /* a user token from exchange_code */
 	finish(ex);
 }

@@ -12,8 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "achievers.h"
-#include "store/store.h"
+#include "binding/binding.h"
+#include "curl/driver.h"
+#include "store/memory.h"
 
 typedef struct client {
 	ach_core *core;
@@ -87,8 +88,8 @@ static int push_root_field(lua_State *L, ach_core *c, const char *name)
  * and raised when the Lua call that drives the core returns (ach_raise_hook_error). */
 void ach_hook_error_set(lua_State *L, ach_core *c)
 {
-	if (!c->hook_error) {
-		c->hook_error = 1;
+	if (!ACH_HOST(c)->hook_error) {
+		ACH_HOST(c)->hook_error = 1;
 		ach_rawsetp(L, LUA_REGISTRYINDEX, &hook_error_key);
 	} else {
 		lua_pop(L, 1); /* the first error wins */
@@ -103,9 +104,9 @@ static void call_hook(lua_State *L, ach_core *c, int nargs)
 
 void ach_raise_hook_error(lua_State *L, ach_core *c)
 {
-	if (!c->hook_error)
+	if (!ACH_HOST(c)->hook_error)
 		return;
-	c->hook_error = 0;
+	ACH_HOST(c)->hook_error = 0;
 	ach_rawgetp(L, LUA_REGISTRYINDEX, &hook_error_key);
 	lua_pushnil(L);
 	ach_rawsetp(L, LUA_REGISTRYINDEX, &hook_error_key);
@@ -136,9 +137,9 @@ void ach_check_not_in_hook(lua_State *L, ach_core *core, const char *what)
 
 /* ---- hooks the engine calls -------------------------------------------------------------------- */
 
-void ach_hook_token(ach_core *c, ach_exchange *ex, ach_slot *slot)
+static void hook_token(ach_core *c, ach_exchange *ex, ach_slot *slot)
 {
-	lua_State *L = c->L;
+	lua_State *L = ACH_HOST(c)->L;
 	int top;
 	if (L == NULL)
 		return;
@@ -181,9 +182,9 @@ static int secret_header(const char *h)
 	return 0;
 }
 
-void ach_hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_http_response *r)
+static void hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_http_response *r)
 {
-	lua_State *L = c->L;
+	lua_State *L = ACH_HOST(c)->L;
 	int top, ev, i;
 	if (L == NULL || ex->warm)
 		return;
@@ -229,9 +230,9 @@ void ach_hook_trace(ach_core *c, ach_exchange *ex, const char *phase, const ach_
 	lua_settop(L, top);
 }
 
-void ach_hook_retry(ach_core *c, ach_exchange *ex, double delay)
+static void hook_retry(ach_core *c, ach_exchange *ex, double delay)
 {
-	lua_State *L = c->L;
+	lua_State *L = ACH_HOST(c)->L;
 	int top;
 	if (L == NULL)
 		return;
@@ -245,9 +246,9 @@ void ach_hook_retry(ach_core *c, ach_exchange *ex, double delay)
 	lua_settop(L, top);
 }
 
-void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait, int server)
+static void hook_rate_limit(ach_core *c, ach_exchange *ex, double wait, int server)
 {
-	lua_State *L = c->L;
+	lua_State *L = ACH_HOST(c)->L;
 	int top;
 	if (L == NULL)
 		return;
@@ -270,9 +271,9 @@ void ach_hook_rate_limit(ach_core *c, ach_exchange *ex, double wait, int server)
 }
 
 /* ---- state store: on_store (src/store/) ---- */
-void ach_hook_store(ach_core *c, int up, const char *message)
+static void hook_store(ach_core *c, int up, const char *message)
 {
-	lua_State *L = c->L;
+	lua_State *L = ACH_HOST(c)->L;
 	int top;
 	if (L == NULL)
 		return;
@@ -288,6 +289,69 @@ void ach_hook_store(ach_core *c, int up, const char *message)
 	lua_settop(L, top);
 }
 /* ---- end of state store ---- */
+
+/* The hooks as the engine sees them (core->hooks, with the core's ach_host). */
+static void on_token_hook(void *ud, ach_exchange *ex, ach_slot *slot)
+{
+	hook_token(((ach_host *)ud)->core, ex, slot);
+}
+
+static void on_trace_hook(void *ud, ach_exchange *ex, const char *phase, const ach_http_response *r)
+{
+	hook_trace(((ach_host *)ud)->core, ex, phase, r);
+}
+
+static void on_retry_hook(void *ud, ach_exchange *ex, double delay)
+{
+	hook_retry(((ach_host *)ud)->core, ex, delay);
+}
+
+static void on_rate_limit_hook(void *ud, ach_exchange *ex, double wait, int server)
+{
+	hook_rate_limit(((ach_host *)ud)->core, ex, wait, server);
+}
+
+static void on_store_hook(void *ud, int up, const char *message)
+{
+	hook_store(((ach_host *)ud)->core, up, message);
+}
+
+static int hooks_ready(void *ud)
+{
+	return ((ach_host *)ud)->L != NULL;
+}
+
+static const ach_hooks lua_hooks = {on_token_hook, on_trace_hook,   on_retry_hook,
+				    on_rate_limit_hook, on_store_hook, hooks_ready,
+				    free, NULL};
+
+/* A core for a Lua client: the system's clocks, the libcurl driver, the Lua hooks, the memory
+ * store (until the store option says otherwise). NULL out of memory. */
+static ach_core *new_core(void)
+{
+	ach_core *core = ach_core_new(&ach_env_system);
+	ach_host *host = calloc(1, sizeof *host);
+	ach_store *st = calloc(1, sizeof *st);
+	if (core == NULL || host == NULL || st == NULL)
+		goto fail;
+	host->core = core;
+	core->hooks = lua_hooks;
+	core->hooks.ud = host;
+	host = NULL; /* the core's now */
+	ach_store_init(st, &core->env);
+	if (ach_store_memory(st, &core->env) != 0)
+		goto fail;
+	ach_core_set_store(core, st);
+	st = NULL;
+	if (ach_curl_driver_init(core) != 0)
+		goto fail;
+	return core;
+fail:
+	free(host);
+	free(st);
+	ach_core_unref(core);
+	return NULL;
+}
 
 /* ---- options ------------------------------------------------------------------------------------ */
 
@@ -625,7 +689,7 @@ static void read_options(lua_State *L, int opts, ach_core *core, int hooks)
 		lua_setfield(L, hooks, "on_request");
 	if (opt_type(L, opts, "on_rate_limit", LUA_TFUNCTION))
 		lua_setfield(L, hooks, "on_rate_limit");
-	/* state store (src/store/store.c): last, it may connect to Redis */
+	/* state store (binding/store_option.c): last, it may connect to Redis */
 	if (opt_type(L, opts, "on_store", LUA_TFUNCTION))
 		lua_setfield(L, hooks, "on_store");
 	lua_getfield(L, opts, "store");
@@ -678,7 +742,7 @@ int ach_client_new(lua_State *L)
 	lua_settop(L, 1);
 	c = push_client_shell(L);
 	obj = lua_gettop(L);
-	if ((c->core = ach_core_new()) == NULL)
+	if ((c->core = new_core()) == NULL)
 		ach_nomem(L);
 	if ((c->slot = ach_slot_new(c->core)) == NULL)
 		ach_nomem(L);
@@ -978,15 +1042,11 @@ int ach_client_run(lua_State *L, int cl, ach_exchange *ex)
 	ach_check_not_in_hook(L, core, "a blocking call");
 	if (ach_spawn_active(L, cl))
 		return ach_spawn_wait(L, cl, ex); /* in a task: yield to poll instead */
-	core->L = L;
+	ACH_HOST(core)->L = L;
 	ach_exchange_schedule(ex);
-	while (!ach_exchange_done(ex)) {
-		ach_driver_run(core, ex, INFINITY, INFINITY);
-		if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL &&
-		    ex->slot != NULL && ex->slot->fetching == NULL) {
-			ach_exchange_cancel(ex);
-			return luaL_error(L, "achievers: internal error: exchange stalled");
-		}
+	if (ach_core_finish(core, ex) != 0) {
+		ach_exchange_cancel(ex);
+		return luaL_error(L, "achievers: internal error: exchange stalled");
 	}
 	ach_raise_hook_error(L, core);
 	{
@@ -1077,16 +1137,13 @@ static int client_warm(lua_State *L)
 		if (ex->deadline_at == 0)
 			ex->deadline_at = ex->started + o->connect_timeout + o->timeout;
 	}
-	core->L = L;
+	ACH_HOST(core)->L = L;
 	for (i = 0; i < (int)n; i++)
 		ach_exchange_schedule(ach_request_exchange(L, first + i));
 	for (i = 0; i < (int)n; i++) {
 		ach_exchange *ex = ach_request_exchange(L, first + i);
-		while (!ach_exchange_done(ex)) {
-			ach_driver_run(core, ex, INFINITY, INFINITY);
-			if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL)
-				return luaL_error(L, "achievers: internal error: client:warm stalled");
-		}
+		if (ach_core_finish(core, ex) != 0)
+			return luaL_error(L, "achievers: internal error: client:warm stalled");
 	}
 	ach_raise_hook_error(L, core);
 	for (i = 0; i < (int)n; i++) {

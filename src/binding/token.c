@@ -10,83 +10,12 @@
 #include <strings.h>
 #include <time.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
-#define ACH_DEFAULT_LIFETIME 1209600 /* 14 days: the Authentication page's token lifetime */
-#define ACH_ABSOLUTE_MIN 1000000000  /* expires_in at or above this is a UNIX time */
 
 typedef struct token_obj {
 	ach_token_data *t;
 } token_obj;
-
-ach_token_data *ach_token_ref(ach_token_data *t)
-{
-	if (t != NULL)
-		t->refs++;
-	return t;
-}
-
-void ach_token_unref(ach_token_data *t)
-{
-	if (t == NULL || --t->refs > 0)
-		return;
-	ach_free_secret(t->access_token);
-	ach_free_secret(t->refresh_token);
-	free(t->token_type);
-	free(t->scope);
-	free(t->grant_type);
-	free(t);
-}
-
-double ach_token_remaining(const ach_token_data *t)
-{
-	return (double)t->expires_at - (ach_wall() + (double)t->skew);
-}
-
-static ach_token_data *token_alloc(void)
-{
-	ach_token_data *t = calloc(1, sizeof *t);
-	if (t != NULL)
-		t->refs = 1;
-	return t;
-}
-
-static int token_complete(ach_token_data *t)
-{
-	return t->access_token != NULL && t->token_type != NULL && t->scope != NULL &&
-	       t->grant_type != NULL;
-}
-
-/* A token goes verbatim into an Authorization header (and a refresh token into a request
- * body): RFC 6750's b64token is visible ASCII, so anything else (CR, LF, NUL, spaces, control
- * or non-ASCII bytes) is refused wherever a token comes from, before it can reach a header. */
-static int token_chars_ok(const char *s, size_t n)
-{
-	size_t i;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
-/* The name of the token field of the table at idx that is a string with a byte no token may
- * hold, or NULL when both are clean (or absent). */
-static const char *bad_token_field(lua_State *L, int idx)
-{
-	static const char *const names[] = {"access_token", "refresh_token"};
-	size_t i, n;
-	for (i = 0; i < 2; i++) {
-		const char *s;
-		int bad;
-		lua_getfield(L, idx, names[i]);
-		s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-		bad = s != NULL && !token_chars_ok(s, n);
-		lua_pop(L, 1);
-		if (bad)
-			return names[i];
-	}
-	return NULL;
-}
 
 /* Raises unless the string on the stack top is a token's: visible ASCII only (so no NUL either,
  * which would cut the copy short). */
@@ -94,19 +23,9 @@ static void check_token_string(lua_State *L, const char *name)
 {
 	size_t n;
 	const char *s = lua_tolstring(L, -1, &n);
-	if (!token_chars_ok(s, n))
+	if (!ach_token_chars_ok(s, n))
 		luaL_error(L, "token table: %s must hold only visible ASCII (no spaces, CR, LF, NUL "
 			      "or control bytes)", name);
-}
-
-/* The copies that are kept: a table whose fields change between two reads is checked too. */
-static const char *bad_token_data(const ach_token_data *t)
-{
-	if (t->access_token != NULL && !token_chars_ok(t->access_token, strlen(t->access_token)))
-		return "access_token";
-	if (t->refresh_token != NULL && !token_chars_ok(t->refresh_token, strlen(t->refresh_token)))
-		return "refresh_token";
-	return NULL;
 }
 
 /* Pushes field `name` of the table at idx (read once, through its metatable) and returns it
@@ -118,77 +37,6 @@ static const char *opt_string_field(lua_State *L, int idx, const char *name)
 	luaL_checkstack(L, 2, "token table");
 	lua_getfield(L, idx, name);
 	return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-}
-
-ach_token_data *ach_token_from_answer(lua_State *L, int idx, const char *grant, const char *scope,
-				      int64_t date, const char **why)
-{
-	ach_token_data *t;
-	const char *access, *type, *sc, *refresh;
-	double expires_in = ACH_DEFAULT_LIFETIME, now = ach_wall();
-	int top = lua_gettop(L);
-	idx = lua_absindex(L, idx);
-	if (lua_type(L, idx) != LUA_TTABLE) {
-		*why = "the token answer is not a JSON object";
-		return NULL;
-	}
-	if (bad_token_field(L, idx) != NULL) {
-		*why = strcmp(bad_token_field(L, idx), "access_token") == 0
-			       ? "the token answer's access_token holds bytes a token may not (only "
-				 "visible ASCII): refused, it would go into a header"
-			       : "the token answer's refresh_token holds bytes a token may not (only "
-				 "visible ASCII): refused";
-		return NULL;
-	}
-	access = opt_string_field(L, idx, "access_token");
-	if (access == NULL || access[0] == '\0') {
-		lua_settop(L, top);
-		*why = "the token answer has no access_token";
-		return NULL;
-	}
-	type = opt_string_field(L, idx, "token_type");
-	if (type != NULL && strcasecmp(type, "bearer") != 0) {
-		lua_settop(L, top);
-		*why = "the token answer's token_type is not bearer";
-		return NULL;
-	}
-	lua_getfield(L, idx, "expires_in");
-	if (lua_isnumber(L, -1))
-		expires_in = lua_tonumber(L, -1);
-	else if (!lua_isnil(L, -1)) {
-		lua_settop(L, top);
-		*why = "the token answer's expires_in is not a number";
-		return NULL;
-	}
-	lua_pop(L, 1);
-	sc = opt_string_field(L, idx, "scope");
-	refresh = opt_string_field(L, idx, "refresh_token");
-
-	t = token_alloc();
-	if (t == NULL)
-		ach_nomem(L);
-	if (date > 0 && fabs((double)date - now) >= 2.0)
-		t->skew = ach_clamp_i64((double)date - now);
-	if (expires_in >= ACH_ABSOLUTE_MIN)
-		t->expires_at = ach_clamp_i64(expires_in);
-	else
-		t->expires_at = ach_clamp_i64(floor(now + (double)t->skew + expires_in));
-	t->access_token = ach_strdup(access);
-	t->refresh_token = ach_strdup(refresh);
-	t->token_type = ach_strdup("bearer");
-	t->scope = ach_strdup(sc != NULL ? sc : scope != NULL ? scope : "");
-	t->grant_type = ach_strdup(grant);
-	lua_settop(L, top); /* the strings are copied */
-	if (!token_complete(t) || (refresh != NULL && t->refresh_token == NULL)) {
-		ach_token_unref(t);
-		ach_nomem(L);
-	}
-	if (bad_token_data(t) != NULL) {
-		ach_token_unref(t);
-		*why = "the token answer's tokens hold bytes a token may not (only visible ASCII)";
-		return NULL;
-	}
-	return t;
 }
 
 ach_token_data *ach_token_from_table(lua_State *L, int idx)
@@ -223,7 +71,7 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	if (grant != NULL && strcmp(grant, "client_credentials") != 0 &&
 	    strcmp(grant, "authorization_code") != 0)
 		luaL_error(L, "token table: grant_type must be client_credentials or authorization_code");
-	t = token_alloc();
+	t = ach_token_alloc();
 	if (t == NULL)
 		ach_nomem(L);
 	t->expires_at = expires_at;
@@ -234,12 +82,12 @@ ach_token_data *ach_token_from_table(lua_State *L, int idx)
 	t->scope = ach_strdup(scope != NULL ? scope : "");
 	t->grant_type = ach_strdup(grant != NULL ? grant : "client_credentials");
 	lua_settop(L, top); /* the strings are copied */
-	if (!token_complete(t) || (refresh != NULL && t->refresh_token == NULL)) {
+	if (!ach_token_complete(t) || (refresh != NULL && t->refresh_token == NULL)) {
 		ach_token_unref(t);
 		ach_nomem(L);
 	}
-	if (bad_token_data(t) != NULL) {
-		const char *which = bad_token_data(t);
+	if (ach_token_bad_field(t) != NULL) {
+		const char *which = ach_token_bad_field(t);
 		ach_token_unref(t);
 		luaL_error(L, "token table: %s must hold only visible ASCII", which);
 	}

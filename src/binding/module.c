@@ -1,7 +1,7 @@
 /*
  * module.c: luaopen_achievers, the module table of the public contract.
  */
-#include "achievers.h"
+#include "binding/binding.h"
 
 /* achievers.pretty(value): the Lua module achievers.pretty, loaded on first use. */
 static int pretty(lua_State *L)

@@ -1,10 +1,9 @@
 /*
- * curl_driver.c: moves the bytes of exchanges over one libcurl multi handle per client core.
- *
- * Blocking calls and async requests are driven by the same loop (ach_driver_run): step the
- * runnable exchanges, start the transfers they ask for (at most max_concurrency at once),
- * let libcurl work, hand finished answers back to the engine. Connections stay in the multi
- * handle's cache, so calls reuse them (keep-alive, HTTP/2 multiplexing where offered).
+ * driver.c: moves the bytes of exchanges over one libcurl multi handle per client core: the
+ * driver ops (core/engine.h) the scheduler (core/sched.c) calls: start a transfer, cancel
+ * one, pump (poll the sockets, let libcurl work, hand finished answers back to the engine).
+ * Connections stay in the multi handle's cache, so calls reuse them (keep-alive, HTTP/2
+ * multiplexing where offered).
  *
  * libcurl is driven by its socket interface: it tells us which sockets to watch and when its
  * next timeout is; one poll() over those sockets finds the ready ones, and libcurl works only
@@ -22,7 +21,9 @@
 
 #include <curl/curl.h>
 
-#include "achievers.h"
+#include "core/env.h"
+#include "core/http.h"
+#include "curl/driver.h"
 
 typedef struct transfer {
 	CURL *easy;
@@ -35,18 +36,16 @@ typedef struct transfer {
 } transfer;
 
 typedef struct driver {
+	ach_core *core;
 	CURLM *multi;
 	CURLSH *share; /* TLS sessions, so a new connection resumes instead of a full handshake */
 	transfer *free_list;
 	int active;
-	unsigned round; /* step_runnable's pass number (exchanges remember the last they saw) */
 	struct pollfd *fds; /* the sockets libcurl wants watched, with what for */
 	int nfds, capfds;
 	struct pollfd *ready; /* poll()'s copy: libcurl may change fds while it acts */
 	double timer; /* when libcurl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT); < 0: never */
 	int next_fd;  /* where the next pump starts looking at ready sockets (round robin) */
-	double budget_end; /* this run's work budget ends (monotonic; INFINITY: none) */
-	int units;    /* units of work done in this run: a transfer started, a socket served */
 	struct pollfd store_pfd; /* the state store's socket (core->watch) */
 } driver;
 
@@ -104,7 +103,9 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 	return 0;
 }
 
-int ach_driver_init(ach_core *core)
+static const ach_driver curl_ops;
+
+int ach_curl_driver_init(ach_core *core)
 {
 	driver *d;
 	pthread_once(&global_once, global_init);
@@ -119,7 +120,7 @@ int ach_driver_init(ach_core *core)
 		return -1;
 	}
 	d->timer = -1;
-	d->budget_end = INFINITY;
+	d->core = core;
 	curl_multi_setopt(d->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
@@ -128,7 +129,8 @@ int ach_driver_init(ach_core *core)
 	d->share = curl_share_init();
 	if (d->share != NULL)
 		curl_share_setopt(d->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-	core->driver = d;
+	core->drv = curl_ops;
+	core->drv.ud = d;
 	return 0;
 }
 
@@ -140,9 +142,9 @@ static void transfer_free(transfer *t)
 	free(t);
 }
 
-void ach_driver_free(ach_core *core)
+static void drv_free(void *ud)
 {
-	driver *d = core->driver;
+	driver *d = ud;
 	if (d == NULL)
 		return;
 	while (d->free_list != NULL) {
@@ -155,8 +157,8 @@ void ach_driver_free(ach_core *core)
 		curl_share_cleanup(d->share);
 	free(d->fds);
 	free(d->ready);
+	d->core->drv.ud = NULL;
 	free(d);
-	core->driver = NULL;
 }
 
 static void transfer_recycle(driver *d, transfer *t)
@@ -170,9 +172,9 @@ static void transfer_recycle(driver *d, transfer *t)
 	d->active--;
 }
 
-void ach_driver_cancel(ach_core *core, ach_exchange *ex)
+static void drv_cancel(void *ud, ach_exchange *ex)
 {
-	driver *d = core->driver;
+	driver *d = ud;
 	transfer *t = ex->transfer;
 	if (t == NULL)
 		return;
@@ -211,9 +213,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 }
 
 /* Starts the transfer an exchange asked for. Returns 0, or -1 (the exchange has failed). */
-static int start_transfer(ach_core *core, ach_exchange *ex)
+static int drv_start(void *ud, ach_exchange *ex)
 {
-	driver *d = core->driver;
+	driver *d = ud;
+	ach_core *core = d->core;
 	const ach_options *o = &core->opt;
 	ach_http_request req;
 	transfer *t = d->free_list;
@@ -321,8 +324,12 @@ static int start_transfer(ach_core *core, ach_exchange *ex)
 		return -1;
 	}
 	ex->transfer = t;
-	/* the trace hook runs Lua: only once the exchange is consistent (on the wire) */
-	ach_hook_trace(core, ex, "request", NULL);
+	/* on the wire now: libcurl starts a new transfer from its timer (and tells on_timer its
+	 * next deadline if that changes) */
+	{
+		int running;
+		curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
 	return 0;
 nomem:
 	curl_slist_free_all(t->headers);
@@ -354,8 +361,6 @@ static ach_kind failure_kind(CURLcode rc)
 	}
 }
 
-static int driver_loop(ach_core *core, ach_exchange *target, double until);
-
 /* What to do about a TLS failure, from libcurl's (OpenSSL's) message: advice that matches it.
  * "insecure = true" is only offered for certificate problems, never for a port that does not
  * speak TLS at all, where it would not help. */
@@ -385,9 +390,8 @@ static const char *tls_advice(const char *m)
 }
 
 /* Hands a finished transfer's answer to its exchange. */
-static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
+static void complete(driver *d, transfer *t, CURLcode rc, double now)
 {
-	driver *d = core->driver;
 	ach_exchange *ex = t->ex;
 	ach_http_response r;
 	ach_buf msg = {0};
@@ -423,85 +427,12 @@ static void complete(ach_core *core, transfer *t, CURLcode rc, double now)
 	ach_buf_free(&msg);
 }
 
-/* Whether the run's budget is used up. The first unit of work is always done, so that every
- * run moves something. */
-static int over_budget(driver *d)
-{
-	return d->units > 0 && d->budget_end != INFINITY && ach_now() >= d->budget_end;
-}
-
-/* Steps the runnable exchanges; returns the earliest wake-up time (or `until`). A step can run
- * Lua hooks, which may change the list, so no pointer into it is kept across a step: each
- * round walks from the head and takes the first exchange it has not stepped yet. A transfer
- * is started and sent at once, within the run's budget. */
-static double step_runnable(ach_core *core, double now, double until, int *progress)
-{
-	driver *d = core->driver;
-	double wake = until;
-	unsigned round = ++d->round;
-	for (;;) {
-		ach_exchange *ex;
-		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable) {
-			if (ex->transfer != NULL || ex->stepped == round)
-				continue;
-			ex->stepped = round;
-			if (d->active >= core->opt.max_concurrency && ach_exchange_wake(ex) == 0)
-				continue; /* it wants to send: it waits for a free transfer */
-			break;
-		}
-		if (ex == NULL || over_budget(d))
-			break;
-		switch (ach_exchange_step(ex, now)) {
-		case ACH_STEP_SEND:
-			if (start_transfer(core, ex) != 0) {
-				ach_http_response r;
-				memset(&r, 0, sizeof r);
-				r.failure = ACH_KIND_NETWORK;
-				r.message = "could not start the transfer (out of memory)";
-				ach_exchange_response(ex, &r, now);
-			} else {
-				/* on the wire now: libcurl starts a new transfer from its timer (and
-				 * tells on_timer its next deadline if that changes) */
-				int running;
-				curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-			}
-			d->units++;
-			*progress = 1;
-			break;
-		case ACH_STEP_WAIT:
-			if (ach_exchange_wake(ex) < wake)
-				wake = ach_exchange_wake(ex);
-			break;
-		default:
-			*progress = 1;
-			break;
-		}
-	}
-	return wake;
-}
-
-int ach_driver_run(ach_core *core, ach_exchange *target, double until, double budget)
-{
-	driver *d = core->driver;
-	/* a hook may start a run of its own (client:async) inside this one: the outer run's
-	 * budget is its own again afterwards */
-	double outer_end = d->budget_end;
-	int outer_units = d->units, n;
-	d->budget_end = budget == INFINITY ? INFINITY : ach_now() + budget;
-	d->units = 0;
-	core->in_driver++;
-	n = driver_loop(core, target, until);
-	core->in_driver--;
-	d->budget_end = outer_end;
-	d->units = outer_units;
-	return n;
-}
-
 /* Waits up to ms milliseconds (0: not at all) for a watched socket to be ready, then lets
  * libcurl act on its timeouts if they are due and on the ready sockets, within the run's
  * budget (the sockets left ready are found again by the next pump). */
-static void pump(ach_core *core, driver *d, int ms)
+static void pump_sockets(driver *d, int ms)
 {
+	ach_core *core = d->core;
 	int n = d->nfds, i, k, ready = 0, running;
 	/* state store (src/store/): its socket in the same poll, one slot past libcurl's */
 	ach_watch *w = &core->watch;
@@ -553,7 +484,7 @@ static void pump(ach_core *core, driver *d, int ms)
 		re = d->ready[i].revents;
 		if (re == 0)
 			continue;
-		if (over_budget(d)) {
+		if (ach_core_over_budget(core)) {
 			d->next_fd = i; /* first in line next time */
 			return;
 		}
@@ -565,64 +496,38 @@ static void pump(ach_core *core, driver *d, int ms)
 		if (re & (POLLERR | POLLNVAL))
 			ev |= CURL_CSELECT_ERR;
 		curl_multi_socket_action(d->multi, d->ready[i].fd, ev, &running);
-		d->units++;
+		ach_core_work(core);
 	}
 	d->next_fd = n > 0 ? (d->next_fd + 1) % n : 0;
 }
 
-static int driver_loop(ach_core *core, ach_exchange *target, double until)
+/* The driver op: pumps the sockets, then hands finished transfers to their exchanges. */
+static int drv_pump(void *ud, int ms)
 {
-	driver *d = core->driver;
-	unsigned finished0 = core->finished;
-	int wait_ms = 0;
-	for (;;) {
-		double now, wake;
-		int progress = 0, msgs;
-		CURLMsg *m;
-		ach_exchange *ex;
-
-		/* exchanges that are runnable but wait for a free transfer slot are re-stepped
-		 * only when one frees up; the others get stepped now */
-		wake = step_runnable(core, ach_now(), until, &progress);
-		pump(core, d, progress ? 0 : wait_ms);
-		while ((m = curl_multi_info_read(d->multi, &msgs)) != NULL) {
-			transfer *t = NULL;
-			if (m->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-			complete(core, t, m->data.result, ach_now());
-			progress = 1;
-		}
-		if (target != NULL ? ach_exchange_done(target) : core->finished != finished0)
-			break;
-		now = ach_now();
-		if (now >= until || over_budget(d))
-			break;
-		wait_ms = 0;
-		if (progress)
+	driver *d = ud;
+	CURLMsg *m;
+	int msgs, n = 0;
+	pump_sockets(d, ms);
+	while ((m = curl_multi_info_read(d->multi, &msgs)) != NULL) {
+		transfer *t = NULL;
+		if (m->msg != CURLMSG_DONE)
 			continue;
-		/* nothing moved: the next pump sleeps until a socket is ready, libcurl's timeout
-		 * or an exchange's wake-up */
-		for (ex = core->runnable; ex != NULL; ex = ex->next_runnable) {
-			double wk = ach_exchange_wake(ex);
-			if (ex->transfer == NULL && wk == 0 && d->active < core->opt.max_concurrency)
-				wake = now; /* runnable right away */
-			else if (wk > 0 && wk < wake)
-				wake = wk; /* put to sleep after its step (by a state store answer) */
-		}
-		if (d->active == 0 && core->runnable == NULL && d->timer < 0 &&
-		    (core->watch.busy == NULL || !core->watch.busy(core->watch.ud)))
-			break; /* nothing in flight and nothing to step: nothing to wait for */
-		{
-			double w = wake - now;
-			if (d->timer >= 0 && d->timer - now < w)
-				w = d->timer - now;
-			if (core->watch.timer >= 0 && core->watch.timer - now < w)
-				w = core->watch.timer - now; /* the state store's */
-			if (w > 1.0)
-				w = 1.0;
-			wait_ms = w <= 0 ? 0 : (int)ceil(w * 1000);
-		}
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+		complete(d, t, m->data.result, ach_now());
+		n++;
 	}
-	return (int)(core->finished - finished0);
+	return n;
 }
+
+static int drv_active(void *ud)
+{
+	return ((driver *)ud)->active;
+}
+
+static double drv_timer(void *ud)
+{
+	return ((driver *)ud)->timer;
+}
+
+static const ach_driver curl_ops = {drv_start, drv_cancel, drv_pump, drv_active, drv_timer,
+				    drv_free, NULL};

@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 /* Called by ach_client_new with the options at `opts` and the client's user value at `uv`:
  * when `record` is set, uv.recorder = require("achievers.record").open(path, {...}). */

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "achievers.h"
+#include "binding/binding.h"
 
 static const char json_key = 'j'; /* registry: {encode = f, null = v} of our cjson instance */
 

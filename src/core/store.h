@@ -10,15 +10,18 @@
  * driver's poll loop (its socket is watched there with libcurl's), or at once when Redis is
  * down and it answers from its local fallback.
  *
- * Backends: memory.c (one process: today's token cache stays in the slot, budgets are local
- * sliding windows), redis.c (many processes, many hosts; hiredis, non-blocking).
+ * Backends (src/store/): memory.c (one process: the token cache stays in the slot, budgets
+ * are local sliding windows), redis.c (many processes, many hosts; hiredis, non-blocking).
  */
-#ifndef ACH_STORE_H
-#define ACH_STORE_H
+#ifndef ACH_CORE_STORE_H
+#define ACH_CORE_STORE_H
 
 #include <stddef.h>
 
-#include "achievers.h"
+#include "core/buf.h"
+#include "core/engine.h"
+#include "core/env.h"
+#include "core/token.h"
 
 typedef struct ach_store_reply {
 	int ok;              /* 0: the store could not answer (down, timed out); message says why */
@@ -67,9 +70,8 @@ struct ach_store {
 };
 
 /* store.c */
-/* Installs the backend the client option `store` (at idx; nil: memory) asks for; raises on a
- * bad option or on a Redis that answers but refuses us (password, database, not Redis). */
-void ach_store_open(lua_State *L, int idx, ach_core *core);
+/* A new store's owner id (random hex, from env) and default key prefix. */
+void ach_store_init(ach_store *st, const ach_env *env);
 void ach_store_close(ach_core *core);
 /* Key of the shared token of the core's client_id + base_url + scope. */
 int ach_store_token_key(ach_core *core, ach_buf *key);
@@ -78,24 +80,5 @@ int ach_store_budget_key(ach_core *core, const char *token_hash, int bucket, ach
 /* The stored form of a system token, and back (NULL when the text is not one). */
 int ach_store_token_text(const ach_token_data *t, double fresh_until, ach_buf *out);
 ach_token_data *ach_store_token_parse(const char *s, size_t n, double *fresh_until);
-void ach_sha256_hex(const void *data, size_t len, char out[65]);
-
-/* memory.c */
-int ach_store_memory(ach_store *st);
-
-/* redis.c: a Redis backend from parsed options; NULL with a message in err on failure. */
-typedef struct ach_redis_options {
-	char *host;
-	int port;
-	int db;
-	char *password;
-	char *prefix;
-	int fleet_size; /* share of the budget paced locally while Redis is down: 1/fleet_size */
-	double timeout; /* seconds an answer may take before Redis counts as down */
-} ach_redis_options;
-int ach_store_redis(ach_store *st, ach_core *core, const ach_redis_options *o, ach_buf *err);
-
-/* Hooks the store calls (client.c): Redis went down or came back. */
-void ach_hook_store(ach_core *core, int up, const char *message);
 
 #endif
