@@ -7,6 +7,8 @@
 #   make rock-check install the rock with luarocks for 5.1, 5.2, 5.3, 5.4 and LuaJIT into private
 #                   trees and load each one (LuaJIT's from nginx too)
 #   make lint       static checks of the C sources
+#   make core       the core alone (C99 + libc, built without the Lua or libcurl include paths)
+#   make layers     the include graph, checked against the layers of doc/design.md
 #   make test LUA=5.1   (5.1, 5.2, 5.3, 5.4 or jit) selects the Lua version
 #   make test SAN=1     build with AddressSanitizer and UBSan and run the suite under them
 
@@ -126,6 +128,10 @@ $(EMBED_HOST): examples/embed/host.c Makefile
 
 embed: all $(EMBED_HOST)
 
+# The include graph against the layers of doc/design.md (core includes only core; no cycle).
+layers:
+	$(LUA_BIN) scripts/layers.lua --graph
+
 # --- dependencies ---------------------------------------------------------------------------
 deps-build:
 	@$(DEPS) build $(LUA_DEPS)
@@ -145,7 +151,8 @@ TEST_ENV    += LD_PRELOAD="$(ASAN_LIB) $(UBSAN_LIB)" ASAN_OPTIONS=detect_leaks=0
 endif
 
 test: deps-test
-	@$(MAKE) --no-print-directory all $(EMBED_HOST)
+	@$(LUA_BIN) scripts/layers.lua
+	@$(MAKE) --no-print-directory all core $(EMBED_HOST)
 	@# the nginx spec loads the module built for LuaJIT, whatever Lua runs the suite
 	@$(MAKE) --no-print-directory LUA=jit SAN= build/jit/achievers.so
 	$(TEST_ENV) $(BUSTED) --lpath='src/lua/?.lua;src/lua/?/init.lua;spec/?.lua' \
@@ -207,4 +214,4 @@ lint:
 clean:
 	rm -rf build
 
-.PHONY: FORCE all core embed deps-build deps-test test demo install rock-check bench fuzz docs lint clean
+.PHONY: FORCE all core layers embed deps-build deps-test test demo install rock-check bench fuzz docs lint clean

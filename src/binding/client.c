@@ -578,7 +578,7 @@ static int proxy_on_loopback(const char *p)
 /* proxy: a URL, or false (or "") for none, not even the environment's. A proxy reads what
  * goes to an http:// base_url (the client secret, tokens): with one, the proxy must be on
  * loopback too, or allow_http = true must say that plaintext is accepted. The rest of the
- * policy is the driver's (curl_driver.c, start_transfer). */
+ * policy is the driver's (curl/driver.c, drv_start). */
 static void opt_proxy(lua_State *L, int opts, ach_options *o, int allow_http)
 {
 	lua_getfield(L, opts, "proxy"); /* read once: the value is checked and copied from here */

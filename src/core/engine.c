@@ -1,5 +1,6 @@
 /*
- * engine.c: exchanges, the policy of one logical call, with no I/O.
+ * engine.c: exchanges, the policy of one logical call, with no I/O (doc/design.md, "Layers":
+ * the core; its driver, hooks, clocks and store come in as tables of functions).
  *
  * An exchange hands its driver the next HTTP request to send (a shared token request first
  * when the slot holds no usable token, a retry after a wait), takes the answer back, and
