@@ -424,6 +424,56 @@ print(page and "ok" or (err.kind .. ": " .. err.message))
   end)
 end)
 
+describe("an answer whose string breaks off", function()
+  -- A string with an escape is built piecewise in a Lua buffer; past the buffer's first size
+  -- Lua 5.4 keeps it in a box that is closed when the stack is cut back. Lua 5.4.4's
+  -- lua_settop keeps a pointer to the stack across that close, which can move the stack: a
+  -- decoder that left the box for lua_settop to close after a broken string (a control byte,
+  -- a bad escape, the end of the answer) wrote through a stale pointer. Run in a process of its
+  -- own: under AddressSanitizer (make test SAN=1) the old decoder is a use-after-free report.
+  it("leaves the Lua stack whole, however the string ends", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+-- a collector that runs at every allocation
+if not pcall(collectgarbage, "incremental", 100, 1000) then
+  collectgarbage("setpause", 100)
+  collectgarbage("setstepmul", 1000)
+end
+local achievers = require("achievers")
+local seen = 0
+-- values waiting on the stack before the string: the stack is near a size where closing the
+-- box has to grow it
+for n = 30, 50 do
+  local items = {}
+  for i = 1, n do items[i] = tostring(i + 0.5) end
+  local head = "[" .. table.concat(items, ",") .. ',{"k\\n' .. string.rep("x", 1500)
+  local cases = {
+    { head .. '\1":1}]', "control character" },
+    { head .. '\\q":1}]', "bad escape" },
+    { head .. '\\udc00":1}]', "lone low surrogate" },
+    { head, "unterminated string" },
+  }
+  for round = 1, 10 do
+    for _, c in ipairs(cases) do
+      local v, msg = achievers.json_decode(c[1])
+      assert(v == nil and tostring(msg):find(c[2], 1, true), tostring(msg))
+      seen = seen + 1
+    end
+  end
+end
+print("decoded " .. seen)
+]])
+    f:close()
+    local p = io.popen(("LUA_CPATH=%q %s %s 2>&1"):format(h.build .. "/?.so;;", h.lua, script))
+    local out = p:read("a")
+    local ok = p:close()
+    os.remove(script)
+    assert.is_true(ok == true or ok == 0, out)
+    assert.matches("decoded 840", out)
+  end)
+end)
+
 describe("answers cost memory in proportion to their size", function()
   local url, stop, stats
   setup(function() url, stop, stats = r.scripted_server("bombs") end)

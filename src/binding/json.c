@@ -128,6 +128,17 @@ static void add_utf8(luaL_Buffer *b, unsigned long cp)
 	luaL_addlstring(b, out, (size_t)n);
 }
 
+/* Fails a string being built in b. The buffer is finished and popped first: in Lua 5.4 a
+ * buffer past its first size lives in a box marked to be closed, and Lua 5.4.4's lua_settop
+ * (which would close it when the decoder cuts the stack back) keeps a stack pointer across the
+ * close, which may move the stack. */
+static int string_fail(jparser *j, luaL_Buffer *b, const char *what)
+{
+	luaL_pushresult(b);
+	lua_pop(j->L, 1);
+	return json_fail(j, what);
+}
+
 /* Pushes the string starting after the opening quote. */
 static int json_string(jparser *j)
 {
@@ -151,7 +162,7 @@ static int json_string(jparser *j)
 			return 1;
 		}
 		if (c < 0x20)
-			return json_fail(j, "control character in a string");
+			return string_fail(j, &b, "control character in a string");
 		if (c != '\\') {
 			luaL_addchar(&b, (char)c);
 			q++;
@@ -171,27 +182,27 @@ static int json_string(jparser *j)
 		case 'u': {
 			long cp;
 			if (q + 6 > j->end || (cp = hex4(q + 2)) < 0)
-				return json_fail(j, "bad \\u escape");
+				return string_fail(j, &b, "bad \\u escape");
 			q += 4;
 			if (cp >= 0xD800 && cp <= 0xDBFF) {
 				long lo;
 				if (q + 8 > j->end || q[2] != '\\' || q[3] != 'u' || (lo = hex4(q + 4)) < 0xDC00 ||
 				    lo > 0xDFFF)
-					return json_fail(j, "bad surrogate pair");
+					return string_fail(j, &b, "bad surrogate pair");
 				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
 				q += 6;
 			} else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-				return json_fail(j, "lone low surrogate");
+				return string_fail(j, &b, "lone low surrogate");
 			}
 			add_utf8(&b, (unsigned long)cp);
 			break;
 		}
 		default:
-			return json_fail(j, "bad escape");
+			return string_fail(j, &b, "bad escape");
 		}
 		q += 2;
 	}
-	return json_fail(j, "unterminated string"); /* the caller drops the partial buffer */
+	return string_fail(j, &b, "unterminated string");
 }
 
 static int json_number(jparser *j)

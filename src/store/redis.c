@@ -60,6 +60,8 @@ typedef struct op {
 	struct op *prev, *next;
 } op;
 
+#define NOW(rs) ((rs)->core->env.now((rs)->core->env.ud)) /* the core's clock */
+
 struct rstore {
 	ach_core *core;
 	ach_redis_options o;
@@ -194,7 +196,7 @@ static void drop_connection(rstore *rs, const char *why)
 	set_down(rs, why);
 	rs->ac = NULL;
 	rs->drop = 0;
-	rs->next_connect = ach_now() + RECONNECT_EVERY;
+	rs->next_connect = NOW(rs) + RECONNECT_EVERY;
 	if (ac != NULL)
 		redisAsyncFree(ac); /* calls each pending callback with no reply */
 	watch_update(rs);
@@ -263,7 +265,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	rs->ac = NULL; /* hiredis frees it after this */
 	set_down(rs, ac->errstr[0] ? ac->errstr : "connection closed");
-	rs->next_connect = ach_now() + RECONNECT_EVERY;
+	rs->next_connect = NOW(rs) + RECONNECT_EVERY;
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -272,7 +274,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK && rs != NULL && rs->ac == ac) {
 		rs->ac = NULL; /* hiredis frees it after this */
 		set_down(rs, ac->errstr[0] ? ac->errstr : "cannot connect");
-		rs->next_connect = ach_now() + RECONNECT_EVERY;
+		rs->next_connect = NOW(rs) + RECONNECT_EVERY;
 	}
 }
 
@@ -282,7 +284,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
 static int send_op(rstore *rs, op *o, int argc, const char **argv, const size_t *lens)
 {
 	o->rs = rs;
-	o->deadline = ach_now() + rs->o.timeout;
+	o->deadline = NOW(rs) + rs->o.timeout;
 	if (redisAsyncCommandArgv(rs->ac, on_reply, o, argc, argv, lens) != REDIS_OK)
 		return -1;
 	op_link(rs, o);
@@ -296,7 +298,7 @@ static void connect_start(rstore *rs)
 	size_t lens[4];
 	char db[16];
 	int i, k;
-	rs->next_connect = ach_now() + RECONNECT_EVERY;
+	rs->next_connect = NOW(rs) + RECONNECT_EVERY;
 	ac = redisAsyncConnect(rs->o.host, rs->o.port);
 	if (ac == NULL)
 		return;
@@ -317,8 +319,8 @@ static void connect_start(rstore *rs)
 	rs->core->watch.events = POLLOUT; /* the connect completes when writable */
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	rs->setup_deadline = ach_now() + rs->o.timeout + 0.5;
-	rs->driven_at = ach_now();
+	rs->setup_deadline = NOW(rs) + rs->o.timeout + 0.5;
+	rs->driven_at = NOW(rs);
 	/* AUTH, SELECT, the scripts, then PING: when PING answers, the store is up */
 	for (i = 0; i < SC_COUNT + 3; i++) {
 		op *o = calloc(1, sizeof *o);
@@ -458,12 +460,12 @@ static void on_ready(void *ud, short revents)
 {
 	rstore *rs = ud;
 	double now;
-	catch_up(rs, ach_now());
+	catch_up(rs, NOW(rs));
 	if (rs->ac != NULL && (revents & (POLLIN | POLLHUP | POLLERR)))
 		redisAsyncHandleRead(rs->ac);
 	if (rs->ac != NULL && (revents & POLLOUT))
 		redisAsyncHandleWrite(rs->ac);
-	now = ach_now();
+	now = NOW(rs);
 	if (rs->drop)
 		drop_connection(rs, rs->down_msg[0] ? rs->down_msg : "refused");
 	else if (rs->ac != NULL && !rs->up && now >= rs->setup_deadline)
@@ -491,8 +493,8 @@ static int r_busy(void *ud)
 /* Whether commands can go to Redis now; starts a connection when one is due. */
 static int usable(rstore *rs)
 {
-	catch_up(rs, ach_now());
-	if (rs->ac == NULL && ach_now() >= rs->next_connect)
+	catch_up(rs, NOW(rs));
+	if (rs->ac == NULL && NOW(rs) >= rs->next_connect)
 		connect_start(rs);
 	report(rs);
 	/* while the first handshake runs (Redis answered the look at start), commands queue
@@ -800,7 +802,7 @@ int ach_store_redis(ach_store *st, ach_core *core, const ach_redis_options *o, a
 		connect_start(rs);
 	}
 	else
-		rs->next_connect = ach_now() + RECONNECT_EVERY;
+		rs->next_connect = NOW(rs) + RECONNECT_EVERY;
 	return 0;
 fail:
 	if (rs->local.ops != NULL)
