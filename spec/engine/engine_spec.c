@@ -132,7 +132,7 @@ static struct world {
 	double now;
 	uint32_t rnd;
 	int fixed_byte; /* >= 0: every random byte is this */
-	int last_byte;
+	int last_byte;  /* the last random byte given, or -1 once a retry hook has seen it */
 	ach_core *core;
 	ach_slot *slot;
 	/* server */
@@ -396,7 +396,8 @@ static void h_retry(void *ud, ach_exchange *ex, double delay)
 	CHECK(W.nretry < HOOK_MAX, "too many retries");
 	W.retry_delay[W.nretry] = delay;
 	W.retry_t[W.nretry] = rel(W.now);
-	W.retry_byte[W.nretry] = W.last_byte;
+	W.retry_byte[W.nretry] = W.last_byte; /* -1: no byte drawn for it (a Retry-After) */
+	W.last_byte = -1;
 	W.nretry++;
 }
 
@@ -454,6 +455,7 @@ static void setup(void)
 	W.core->hooks = (ach_hooks){h_token, h_trace, h_retry, h_rate_limit, NULL, NULL, NULL, NULL};
 	W.slot = ach_slot_new(W.core);
 	CHECK(W.slot != NULL, "out of memory");
+	W.last_byte = -1; /* the store's owner id took some */
 }
 
 static void teardown(void)
@@ -575,9 +577,12 @@ static void show_hooks(void)
 	int i;
 	printf("  hooks: token %d, trace(request) %d, retry %d, rate_limit %d\n", W.token_hook,
 	       W.trace_requests, W.nretry, W.nrl);
-	for (i = 0; i < W.nretry; i++)
-		printf("    retry at t=%.3f delay %.6f s (random byte %d)\n", W.retry_t[i], W.retry_delay[i],
-		       W.retry_byte[i]);
+	for (i = 0; i < W.nretry; i++) {
+		printf("    retry at t=%.3f delay %.6f s", W.retry_t[i], W.retry_delay[i]);
+		if (W.retry_byte[i] >= 0)
+			printf(" (backoff, random byte %d)", W.retry_byte[i]);
+		printf("\n");
+	}
 	for (i = 0; i < W.nrl; i++)
 		printf("    rate_limit at t=%.3f wait %.3f s server=%d\n", W.rl_t[i], W.rl_wait[i],
 		       W.rl_server[i]);
@@ -620,6 +625,7 @@ static void common_checks(void)
 static void check_backoff(int i, int attempt)
 {
 	double base = 0.25 * pow(2.0, attempt - 1);
+	CHECK(W.retry_byte[i] >= 0, "retry %d drew no random byte", i);
 	CHECK_NEAR(W.retry_delay[i], base * (0.5 + W.retry_byte[i] / 510.0), EPS);
 	CHECK(W.retry_delay[i] >= base * 0.5 - EPS && W.retry_delay[i] <= base + EPS,
 	      "retry delay %.6f outside [%.4f, %.4f]", W.retry_delay[i], base * 0.5, base);
@@ -733,6 +739,7 @@ static void case_retry_429(void)
 	CHECK_INT(W.nrl, 2);
 	/* the server's Retry-After, exactly: no jitter, no backoff */
 	CHECK_NEAR(W.retry_delay[0], 3, EPS);
+	CHECK_INT(W.retry_byte[0], -1); /* no backoff drawn */
 	CHECK_NEAR(W.rl_wait[0], 3, EPS);
 	CHECK_INT(W.rl_server[0], 1);
 	CHECK_NEAR(W.log[1].t, 3, EPS);
