@@ -132,6 +132,18 @@ embed: all $(EMBED_HOST)
 layers:
 	$(LUA_BIN) scripts/layers.lua --graph
 
+# Engine specs (spec/engine/): the core alone on a virtual clock, with a fake driver, a scripted
+# server and the memory store; no sockets, no Lua. spec/05-engine_spec.lua runs each case;
+# `make engine-spec` runs that spec alone.
+ENGINE_SPEC := $(BUILD)/engine-spec
+$(ENGINE_SPEC): spec/engine/engine_spec.c src/store/memory.c $(CORE_LIB) $(HEADERS) Makefile $(BUILD)/.flags
+	$(CC) $(OPT) $(WARN) -std=c99 -D_GNU_SOURCE -Isrc $(CFLAGS) $(SANFLAGS) \
+	    spec/engine/engine_spec.c src/store/memory.c $(CORE_LIB) -lm -o $@ $(LDFLAGS)
+
+engine-spec: $(ENGINE_SPEC)
+	$(TEST_ENV) $(BUSTED) --lpath='spec/?.lua' $(BUSTED_ARGS) spec/05-engine_spec.lua
+.PHONY: engine-spec
+
 # --- dependencies ---------------------------------------------------------------------------
 deps-build:
 	@$(DEPS) build $(LUA_DEPS)
@@ -142,7 +154,7 @@ deps-test: deps-build
 # --- tests ----------------------------------------------------------------------------------
 BUSTED      := $(LUA_BIN) /usr/bin/busted
 TEST_ENV     = ACHIEVERS_BUILD=$(BUILD) ACHIEVERS_LUA=$(LUA_BIN) ACHIEVERS_SANDBOX_BIN=$(SANDBOX_BIN) \
-               ACHIEVERS_EMBED_HOST=$(EMBED_HOST)
+               ACHIEVERS_EMBED_HOST=$(EMBED_HOST) ACHIEVERS_ENGINE_SPEC=$(ENGINE_SPEC)
 ifneq ($(SAN),)
 ASAN_LIB    := $(shell $(CC) -print-file-name=libasan.so)
 UBSAN_LIB   := $(shell $(CC) -print-file-name=libubsan.so)
@@ -152,7 +164,7 @@ endif
 
 test: deps-test
 	@$(LUA_BIN) scripts/layers.lua
-	@$(MAKE) --no-print-directory all core $(EMBED_HOST)
+	@$(MAKE) --no-print-directory all core $(EMBED_HOST) $(ENGINE_SPEC)
 	@# the nginx spec loads the module built for LuaJIT, whatever Lua runs the suite
 	@$(MAKE) --no-print-directory LUA=jit SAN= build/jit/achievers.so
 	$(TEST_ENV) $(BUSTED) --lpath='src/lua/?.lua;src/lua/?/init.lua;spec/?.lua' \
