@@ -112,6 +112,25 @@ describe("authorization_code flow", function()
     assert.equals("reauthorize", e2.kind)
   end)
 
+  it("never sends a person's call as the program when their token has expired on our clock", function()
+    -- a saved user token without a refresh token, past its expiry here: nothing can renew it
+    -- but the person signing in again; the program's own token must not stand in for it
+    local _, tok = h.user_client(sb, c)
+    local saved = tok:to_table()
+    saved.expires_at = os.time() - 10
+    local user = c:with_token(saved)
+    local before, calls = sb:stats().token_requests, sb:stats().requests
+    local data, err = user:get("users")
+    assert.is_nil(data)
+    assert.equals("reauthorize", err.kind)
+    assert.equals(before, sb:stats().token_requests, "no token request on the person's behalf")
+    assert.equals(calls, sb:stats().requests, "nothing sent")
+    local t2, e2 = user:token()
+    assert.is_nil(t2)
+    assert.equals("reauthorize", e2.kind)
+    assert.equals(before, sb:stats().token_requests)
+  end)
+
   it("refreshes a user token with its refresh token when the server gives one", function()
     local rsb = h.start_sandbox { refresh_tokens = true }
     local rc = h.client(rsb)

@@ -1256,12 +1256,10 @@ static void case_token_expired(void)
 	teardown();
 }
 
-/* A user token with no refresh token, past expiry on our clock. What engine.c does today:
- * token_usable says "not usable" without asking for a refresh, so the step falls through to
- * start_token_fetch, which (no refresh token) asks for a client_credentials token: the user's
- * slot gets the program's token and the call goes out as the program. A hole: DESIGN.md says
- * every person acts only as themself, and the 401 path answers kind reauthorize. This case
- * pins what happens now; once engine.c is fixed it must expect kind reauthorize, no request. */
+/* A user token with no refresh token, past expiry on our clock: the call fails kind
+ * reauthorize and nothing is sent. (It once fell through to a client_credentials request, so
+ * the person's slot got the program's token and the call went out as the program: DESIGN.md
+ * says every person acts only as themself, as the 401 path already answered.) */
 static void case_token_user_expired(void)
 {
 	ach_exchange *ex;
@@ -1276,15 +1274,13 @@ static void case_token_user_expired(void)
 	show_hooks();
 	show_result("result", ex);
 	common_checks();
-	printf("  HOLE: the user's call went out with the program's token (%s)\n",
-	       W.slot->tok != NULL ? W.slot->tok->grant_type : "?");
-	CHECK_INT(W.nlog, 2);
-	CHECK_INT(W.log[0].token, 1);
-	CHECK_HAS(W.log[0].body, "\"grant_type\":\"client_credentials\"");
-	CHECK_STR(W.log[1].auth, "Bearer tok-1");
+	/* a person's call never goes out as the program: nothing is sent, the person must sign
+	 * in again */
+	CHECK_INT(W.nlog, 0);
+	CHECK_INT(ex->failure, ACH_KIND_REAUTHORIZE);
 	CHECK_INT(W.slot->user, 1);
-	CHECK_STR(W.slot->tok->grant_type, "client_credentials");
-	CHECK_INT(ex->status, 200);
+	CHECK_STR(W.slot->tok->grant_type, "authorization_code");
+	CHECK_INT(W.token_hook, 0);
 	drop(ex);
 	teardown();
 }
@@ -1550,7 +1546,7 @@ static const struct {
 	{"token_refresh_window", case_token_refresh_window, "a token inside refresh_window is replaced before the call; outside it is used"},
 	{"token_same_back", case_token_same_back, "the same token handed back: 4 token requests for 100 calls over 990 s (one per 300 s)"},
 	{"token_expired", case_token_expired, "an expired token is never sent: held, or expiring during a retry wait"},
-	{"token_user_expired", case_token_user_expired, "HOLE: an expired user token with no refresh token is replaced by a program token"},
+	{"token_user_expired", case_token_user_expired, "an expired user token with no refresh token: reauthorize, nothing sent (never the program's token)"},
 	{"token_expired_on_arrival", case_token_expired_on_arrival, "a token that arrives expired is used as given, and asked for again after 1 s"},
 	{"governor_default", case_governor_default, "limit 5 per 10 s, 12 calls: 5 at t=0, 5 at t=10.5, 2 at t=21; rate_limit hook server=0"},
 	{"governor_heavy", case_governor_heavy, "recognitions and newsfeed-events each have their own heavy budget, apart from the default"},

@@ -26,7 +26,6 @@
 enum { ST_START, ST_BLOCKED, ST_SLEEP, ST_SENDING, ST_DONE, ST_STORE };
 
 #define RETRY_BASE 0.25   /* first backoff, seconds; doubles each attempt */
-#define RETRY_MARGIN 0.05 /* governor window margin, as a fraction of the window (max 1 s) */
 
 /* ---- core and slots ---------------------------------------------------------------------- */
 
@@ -923,8 +922,12 @@ static int token_usable(ach_slot *s, double now, int *refresh)
 	rem = ach_token_remaining_at(t, WALL(s->core));
 	if (rem > s->core->opt.refresh_window)
 		return 1;
-	if (s->user && t->refresh_token == NULL)
-		return rem > 0; /* nothing to refresh with: use it to the end */
+	if (s->user && t->refresh_token == NULL) {
+		if (rem > 0)
+			return 1; /* nothing to refresh with: use it to the end */
+		*refresh = 1; /* and then only a new authorization helps (ach_exchange_step) */
+		return 0;
+	}
 	if (now < s->refresh_after)
 		return 1; /* a token request ended a moment ago: use what it gave */
 	*refresh = 1;
@@ -1018,7 +1021,10 @@ ach_step ach_exchange_step(ach_exchange *ex, double now)
 				refresh = 1;
 			}
 			if (!have) {
-				if (s->fetching == NULL && refresh && s->user &&
+				/* a person's slot is renewed by its refresh token or not at all: never
+				 * by a client_credentials token, which would make their call the
+				 * program's */
+				if (s->fetching == NULL && s->user &&
 				    (s->tok == NULL || s->tok->refresh_token == NULL)) {
 					fail(ex, ACH_KIND_REAUTHORIZE,
 					     s->tok == NULL ? "no user token: run the authorization flow"
