@@ -11,7 +11,8 @@
  * down and it answers from its local fallback.
  *
  * Backends: memory.c (one process: today's token cache stays in the slot, budgets are local
- * sliding windows), redis.c (many processes, many hosts; hiredis, non-blocking).
+ * sliding windows), redis.c (many processes, many hosts; hiredis, non-blocking), host.c (the
+ * operations are carried out by the host: OpenResty's shared dict or lua-resty-redis).
  */
 #ifndef ACH_STORE_H
 #define ACH_STORE_H
@@ -82,6 +83,20 @@ void ach_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* memory.c */
 int ach_store_memory(ach_store *st);
+
+/* host.c: operations carried out by the host (the Lua driver hands them out, Lua answers);
+ * one handed out and not answered within grace seconds is answered "failed". */
+int ach_store_host(ach_store *st, double grace);
+int ach_store_is_host(const ach_store *st);
+/* Pushes the next operation nobody has taken yet as a table {id =, op =, key =, ...} and marks
+ * it handed out; 0: none. */
+int ach_store_host_push(lua_State *L, ach_store *st, double now);
+/* Operations queued that nobody has taken yet. */
+int ach_store_host_pending(const ach_store *st);
+/* The answer to operation id: calls its callback; -1 when nothing waits for it any more. */
+int ach_store_host_reply(ach_store *st, unsigned id, const ach_store_reply *r);
+/* Answers "failed" the operations handed out whose grace has passed. */
+void ach_store_host_expire(ach_store *st, double now);
 
 /* redis.c: a Redis backend from parsed options; NULL with a message in err on failure. */
 typedef struct ach_redis_options {
