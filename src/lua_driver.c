@@ -197,7 +197,10 @@ static int exchange_feed(lua_State *L)
 	ach_buf headers = {0};
 	int k;
 	luaL_checktype(L, 2, LUA_TTABLE);
-	if (ex->slot != NULL && ex->slot->fetching != NULL && ex->slot->fetching->lua_inflight)
+	/* the caller's own request first: another caller of the same core may have the slot's
+	 * token request in flight at the same time, and this answer is not that one's */
+	if (!ex->lua_inflight && ex->slot != NULL && ex->slot->fetching != NULL &&
+	    ex->slot->fetching->lua_inflight)
 		cur = ex->slot->fetching;
 	if (!cur->lua_inflight)
 		return luaL_error(L, "_feed: nothing was sent (call _next first)");
