@@ -355,12 +355,21 @@ describe("achievers.resty under nginx", function()
         local ok, user, err = pcall(cl.user, cl, id)
         r[i] = { raised = not ok and tostring(user) or false, err = plain(err) }
       end
+      -- a bad id raises as the C client's helpers do (the same encoder)
+      local _, empty = pcall(cl.user, cl, "")
+      local _, ctl = pcall(cl.user, cl, "a\r\nb")
+      local c = require("achievers").client { base_url = ARGS.url }
+      local _, cempty = pcall(c.user, c, "")
+      r[4] = { empty = tostring(empty), ctl = tostring(ctl), cempty = tostring(cempty) }
       return r
     ]])
     for i = 1, 3 do
       assert.is_false(out[i].raised)
       assert.equals("not_found", out[i].err.kind)
     end
+    assert.matches("user: id must not be empty", out[4].empty, 1, true)
+    assert.is_truthy(out[4].empty:find(out[4].cempty, 1, true), out[4].cempty)
+    assert.matches("must not contain CR, LF or NUL", out[4].ctl, 1, true)
     local paths = {}
     for _, req in ipairs(sb:requests()) do paths[req.path] = true end
     assert.is_true(paths["/api/v5/users/a%2Fb"] or paths["/api/v5/users/a/b"])

@@ -365,6 +365,21 @@ static int client_store_key(lua_State *L)
 	return 1;
 }
 
+/* client:_path_value(v, what) -> v as one path segment, percent-encoded by the rule the
+ * resource helpers use (ach_encode_path_value); raises "<what> must ..." on a bad value. */
+static int client_path_value(lua_State *L)
+{
+	const char *what = luaL_optstring(L, 3, "id");
+	ach_exchange *scratch;
+	lua_settop(L, 3);
+	/* the encoded value goes through a request object's scratch buffer, freed by __gc */
+	scratch = ach_request_push(L, 1, ACH_EX_API);
+	ach_encode_path_value(L, 2, &scratch->scratch, what);
+	lua_pushlstring(L, scratch->scratch.data != NULL ? scratch->scratch.data : "",
+			scratch->scratch.len);
+	return 1;
+}
+
 /* client:_set_token(tok or table): the token this client acts with (a shared cache's). */
 static int client_set_token(lua_State *L)
 {
@@ -391,6 +406,8 @@ void ach_lua_driver_methods(lua_State *L)
 	lua_setfield(L, -2, "_host_store");
 	lua_pushcfunction(L, client_store_key);
 	lua_setfield(L, -2, "_store_key");
+	lua_pushcfunction(L, client_path_value);
+	lua_setfield(L, -2, "_path_value");
 }
 
 /* ex:_rate_class() -> "heavy" or "default": the per-token limit the call counts against. */

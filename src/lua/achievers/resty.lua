@@ -303,22 +303,15 @@ function User:__tostring()
   return "achievers.resty.user_client(" .. tostring(self.c):match("%((.*)%)$") .. ")"
 end
 
--- The resource helpers, from the module's endpoint table.
-local function escape_id(id)
-  if type(id) == "number" and id == math.floor(id) then id = string.format("%d", id) end
-  if type(id) ~= "string" or id == "" or id:find("[%c]") then
-    error("bad id: " .. tostring(id), 3)
-  end
-  return (id:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
+-- The resource helpers, from the module's endpoint table; an id is one path segment,
+-- encoded by the C client's rule (client:_path_value).
 for _, e in ipairs(achievers.endpoints) do
   local path = e.path:gsub("^/api/v5/", "")
   if e.args == "query" then
     Client[e.name] = function(self, query) return self:request { method = e.method, path = path, query = query } end
   elseif e.args == "id" then
     Client[e.name] = function(self, id, query)
-      local escaped = escape_id(id) -- a function's result is taken as it is ("%40" stays)
+      local escaped = self.c:_path_value(id, e.name .. ": id") -- taken as it is by gsub ("%40" stays)
       return self:request { method = e.method, path = (path:gsub("{id}", function() return escaped end)), query = query }
     end
   elseif e.args == "form" then
