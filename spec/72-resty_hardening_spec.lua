@@ -26,6 +26,15 @@ local function plain(err)
   if type(err) ~= "table" then return err end
   return { kind = err.kind, message = err.message, status = err.status }
 end
+-- The shared token as the engine stores it (src/store/store.c): "v1 <expires_at> <fresh_until>
+-- <skew>\n<type>\n<scope>\n<access token>", under the client's store key.
+local function stored_text(access, expires_at)
+  return string.format("v1 %d 0 0\nbearer\nread\n%s", expires_at, access)
+end
+local function stored_token(cl)
+  local raw = cl.dict:get(cl.key)
+  return raw and raw:match("^v1 [^\n]*\n[^\n]*\n[^\n]*\n(.*)$")
+end
 ]]
 
 describe("achievers.resty under nginx", function()
@@ -196,12 +205,11 @@ describe("achievers.resty under nginx", function()
       local r = {}
       for i, bad in ipairs(ARGS.bad) do
         local cl = client()
-        cl.dict:set(cl.key, cjson.encode { access_token = bad, token_type = "bearer", scope = "read",
-          grant_type = "client_credentials", expires_at = ngx.time() + 86400 })
+        cl.dict:set(cl.key, stored_text(bad, ngx.time() + 86400))
         local user, err = cl:get("users/10726811")
-        local now = cjson.decode(cl.dict:get(cl.key) or "{}")
-        r[i] = { ok = user ~= nil, err = plain(err), kept = now.access_token == bad,
-                 clean = type(now.access_token) == "string" and not now.access_token:find("[^\33-\126]") }
+        local now = stored_token(cl)
+        r[i] = { ok = user ~= nil, err = plain(err), kept = now == bad,
+                 clean = type(now) == "string" and not now:find("[^\33-\126]") }
       end
       return r
     ]], { bad = bad })
@@ -288,11 +296,9 @@ describe("achievers.resty under nginx", function()
       local out = run([[
         local cl = client()
         assert(cl:get("users/10726811"))
-        cl.dict:set(cl.key, cjson.encode { access_token = "rejected0000000000000000000000000000",
-          token_type = "bearer", scope = "read", grant_type = "client_credentials",
-          expires_at = ngx.time() + 86400 })
+        cl.dict:set(cl.key, stored_text("rejected0000000000000000000000000000", ngx.time() + 86400))
         local user, err = client():get("users/10726811")
-        return { ok = user ~= nil, err = plain(err), now = cjson.decode(cl.dict:get(cl.key)).access_token }
+        return { ok = user ~= nil, err = plain(err), now = stored_token(cl) }
       ]])
       assert.is_true(out.ok, out.err and out.err.message)
       assert.are_not.equal("rejected0000000000000000000000000000", out.now)
@@ -307,19 +313,19 @@ describe("achievers.resty under nginx", function()
     local first = run([[
       local cl = client()
       assert(cl:get("users/10726811"))
-      return cjson.decode(cl.dict:get(cl.key)).access_token
+      return stored_token(cl)
     ]])
     sb:revoke(first)
     local before = sb:stats().token_requests
     local out = run([[
       local a, b = client(), client() -- two engines, as two workers have
-      assert(a:_ensure_token())
-      assert(b:_ensure_token())
+      assert(a:token())
+      assert(b:token())
       local ta = ngx.thread.spawn(function() return a:get("users/10726811") ~= nil end)
       local tb = ngx.thread.spawn(function() return b:get("users/10726811") ~= nil end)
       local _, oka = ngx.thread.wait(ta)
       local _, okb = ngx.thread.wait(tb)
-      return { a = oka, b = okb, now = cjson.decode(a.dict:get(a.key)).access_token }
+      return { a = oka, b = okb, now = stored_token(a) }
     ]])
     assert.is_true(out.a)
     assert.is_true(out.b)
@@ -349,12 +355,21 @@ describe("achievers.resty under nginx", function()
         local ok, user, err = pcall(cl.user, cl, id)
         r[i] = { raised = not ok and tostring(user) or false, err = plain(err) }
       end
+      -- a bad id raises as the C client's helpers do (the same encoder)
+      local _, empty = pcall(cl.user, cl, "")
+      local _, ctl = pcall(cl.user, cl, "a\r\nb")
+      local c = require("achievers").client { base_url = ARGS.url }
+      local _, cempty = pcall(c.user, c, "")
+      r[4] = { empty = tostring(empty), ctl = tostring(ctl), cempty = tostring(cempty) }
       return r
     ]])
     for i = 1, 3 do
       assert.is_false(out[i].raised)
       assert.equals("not_found", out[i].err.kind)
     end
+    assert.matches("user: id must not be empty", out[4].empty, 1, true)
+    assert.is_truthy(out[4].empty:find(out[4].cempty, 1, true), out[4].cempty)
+    assert.matches("must not contain CR, LF or NUL", out[4].ctl, 1, true)
     local paths = {}
     for _, req in ipairs(sb:requests()) do paths[req.path] = true end
     assert.is_true(paths["/api/v5/users/a%2Fb"] or paths["/api/v5/users/a/b"])

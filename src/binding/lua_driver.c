@@ -17,10 +17,20 @@
  * when there was none ("decode": an answer the driver stopped reading, e.g. one over
  * max_response_size; never retried). The policy (tokens, retries, pacing, errors) is the same C code the libcurl
  * driver runs.
+ *
+ * A client whose core uses the host store (client:_host_store{...}, OpenResty's shared dict or
+ * Redis over cosockets) also gets `"store", op` from _next: a state store operation to carry
+ * out ({id =, op = "token_get" | "token_put" | "lock" | "unlock" | "take" | "give", key =, and
+ * value =, seen =, ttl =, owner =, n =, count =, window =, lease_id =, granted =, back = as
+ * the operation has them}), answered with ex:_store_reply(op.id, {ok =, message =, value =,
+ * granted =, wait =, lease =, lease_id =}). Any caller driving the core may carry out any
+ * operation; one never answered is answered "failed" after the store's grace.
  */
+#include <math.h>
 #include <string.h>
 
 #include "binding/binding.h"
+#include "store/host.h"
 
 /* The exchange a Lua driver must move next: the call itself, or the slot's shared token
  * request it waits on. */
@@ -79,10 +89,62 @@ static int client_exchange(lua_State *L)
 	return 1;
 }
 
+static void set_string(lua_State *L, const char *name, const char *v)
+{
+	if (v == NULL)
+		return;
+	lua_pushstring(L, v);
+	lua_setfield(L, -2, name);
+}
+
+static void set_number(lua_State *L, const char *name, double v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, name);
+}
+
+/* A host store's operation as the Lua driver hands it out: {id =, op =, key =, ...} with the
+ * fields that operation has. */
+static void push_host_op(lua_State *L, const ach_host_op *o)
+{
+	lua_createtable(L, 0, 8);
+	set_number(L, "id", o->id);
+	set_string(L, "op", o->name);
+	set_string(L, "key", o->key);
+	switch (o->kind) {
+	case ACH_HOST_TOKEN_PUT:
+		set_string(L, "value", o->value);
+		set_string(L, "seen", o->seen);
+		set_number(L, "ttl", o->ttl);
+		break;
+	case ACH_HOST_LOCK:
+		set_string(L, "owner", o->owner);
+		set_number(L, "ttl", o->ttl);
+		break;
+	case ACH_HOST_UNLOCK:
+		set_string(L, "owner", o->owner);
+		break;
+	case ACH_HOST_TAKE:
+		set_number(L, "n", o->n);
+		set_number(L, "count", o->lim.count);
+		set_number(L, "window", o->lim.window);
+		break;
+	case ACH_HOST_GIVE:
+		set_string(L, "lease_id", o->lease_id);
+		set_number(L, "granted", o->granted);
+		set_number(L, "back", o->back);
+		break;
+	default:
+		break;
+	}
+}
+
 /* ex:_next() -> "send", request | "wait", seconds | "done" */
 static int exchange_next(lua_State *L)
 {
 	ach_exchange *ex = check_exchange(L, 1);
+	ach_store *st = ex->core->store;
+	ach_host_op op;
 	int guard;
 	ACH_HOST(ex->core)->L = L;
 	for (guard = 0; guard < 16; guard++) {
@@ -90,6 +152,17 @@ static int exchange_next(lua_State *L)
 		double now = ach_now();
 		ach_http_request req;
 		int i;
+		if (ach_store_is_host(st)) {
+			/* the store's questions first: the exchanges of every caller wait on them */
+			ach_store_host_expire(st, now);
+			ach_raise_hook_error(L, ex->core);
+			if (ach_store_host_next(st, now, &op)) {
+				lua_pushliteral(L, "store");
+				push_host_op(L, &op);
+				return 2;
+			}
+			cur = current(ex); /* an answer given after its grace may have moved things */
+		}
 		if (cur != ex && cur->lua_inflight) {
 			/* another caller (coroutine) sent the token request this one waits for */
 			if (now > cur->lua_deadline) {
@@ -113,14 +186,25 @@ static int exchange_next(lua_State *L)
 			ach_raise_hook_error(L, ex->core);
 			lua_pushliteral(L, "done");
 			return 1;
-		case ACH_STEP_WAIT:
+		case ACH_STEP_WAIT: {
+			double wait = ach_exchange_wake(cur) - now;
+			/* waiting for a store answer another caller carries out: look again soon */
+			if (cur->store_wait && wait > LUA_DRIVER_POLL)
+				wait = LUA_DRIVER_POLL;
 			lua_pushliteral(L, "wait");
-			lua_pushnumber(L, ach_exchange_wake(cur) - now);
+			lua_pushnumber(L, wait);
 			return 2;
+		}
 		case ACH_STEP_BLOCKED:
 			if (cur->lua_inflight)
 				return luaL_error(L, "_next: feed the answer of the request in flight first");
-			continue; /* now waiting on the token request: step that one */
+			if (cur->store_wait && !ach_store_host_pending(st)) {
+				/* its store question is out with another caller */
+				lua_pushliteral(L, "wait");
+				lua_pushnumber(L, LUA_DRIVER_POLL);
+				return 2;
+			}
+			continue; /* now waiting on the token request or the store: step again */
 		case ACH_STEP_SEND:
 			ach_exchange_request(cur, &req);
 			ach_exchange_sent(cur);
@@ -164,7 +248,10 @@ static int exchange_feed(lua_State *L)
 	ach_buf headers = {0};
 	int k;
 	luaL_checktype(L, 2, LUA_TTABLE);
-	if (ex->slot != NULL && ex->slot->fetching != NULL && ex->slot->fetching->lua_inflight)
+	/* the caller's own request first: another caller of the same core may have the slot's
+	 * token request in flight at the same time, and this answer is not that one's */
+	if (!ex->lua_inflight && ex->slot != NULL && ex->slot->fetching != NULL &&
+	    ex->slot->fetching->lua_inflight)
 		cur = ex->slot->fetching;
 	if (!cur->lua_inflight)
 		return luaL_error(L, "_feed: nothing was sent (call _next first)");
@@ -235,6 +322,115 @@ static int exchange_feed(lua_State *L)
 	return 0;
 }
 
+/* ex:_store_reply(id, {ok =, message =, value =, granted =, wait =, lease =, lease_id =}): the
+ * answer to the store operation _next handed out; false when nothing waits for it any more
+ * (it was answered "failed" after its grace). */
+static int exchange_store_reply(lua_State *L)
+{
+	ach_exchange *ex = check_exchange(L, 1);
+	lua_Number id = luaL_checknumber(L, 2);
+	ach_store_reply r;
+	int rc;
+	luaL_checktype(L, 3, LUA_TTABLE);
+	luaL_argcheck(L, id >= 1 && id <= 4294967295.0 && id == floor(id), 2, "not an operation id");
+	memset(&r, 0, sizeof r);
+	lua_getfield(L, 3, "ok");
+	r.ok = lua_toboolean(L, -1);
+	lua_getfield(L, 3, "message");
+	r.message = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	if (!r.ok && r.message == NULL)
+		r.message = "the store failed";
+	lua_getfield(L, 3, "value");
+	if (lua_type(L, -1) == LUA_TSTRING)
+		r.value = lua_tolstring(L, -1, &r.value_len);
+	lua_getfield(L, 3, "granted");
+	if (lua_type(L, -1) == LUA_TBOOLEAN)
+		r.granted = lua_toboolean(L, -1);
+	else if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0)
+		r.granted = lua_tonumber(L, -1) > 1e6 ? 1000000 : (int)lua_tonumber(L, -1);
+	lua_getfield(L, 3, "wait");
+	r.wait = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0 ? lua_tonumber(L, -1) : 0;
+	if (r.wait > 3600)
+		r.wait = 3600;
+	lua_getfield(L, 3, "lease");
+	r.lease = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0 ? lua_tonumber(L, -1) : 1.0;
+	lua_getfield(L, 3, "lease_id");
+	r.lease_id = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	ACH_HOST(ex->core)->L = L;
+	rc = ach_store_host_reply(ex->core->store, (unsigned)id, &r);
+	ach_raise_hook_error(L, ex->core);
+	lua_pushboolean(L, rc == 0);
+	return 1;
+}
+
+/* client:_host_store{prefix =, grace =}: the client's core takes its state store operations
+ * from the host from now on (the Lua driver hands them out). Only before the core's first
+ * exchange: a store does not change under a running call. */
+static int client_host_store(lua_State *L)
+{
+	ach_core *core = ach_client_core(L, 1);
+	ach_store *st = core->store;
+	ach_store old;
+	const char *prefix = NULL;
+	double grace = 10;
+	luaL_checktype(L, 2, LUA_TTABLE);
+	lua_getfield(L, 2, "prefix");
+	if (!lua_isnil(L, -1)) {
+		prefix = luaL_checkstring(L, -1);
+		luaL_argcheck(L, prefix[0] != '\0' && strlen(prefix) < sizeof st->prefix &&
+					 strpbrk(prefix, "{}\r\n ") == NULL,
+			      2, "prefix: 1 to 63 characters without braces or spaces");
+	}
+	lua_getfield(L, 2, "grace");
+	if (!lua_isnil(L, -1)) {
+		grace = luaL_checknumber(L, -1);
+		luaL_argcheck(L, grace > 0 && grace <= 3600, 2, "grace: seconds from 0 to 3600");
+	}
+	if (ach_store_is_host(st) && prefix == NULL)
+		return 0;
+	if (core->finished > 0 || core->runnable != NULL || (!ach_store_is_host(st) &&
+							     strcmp(st->ops->name, "memory") != 0))
+		return luaL_error(L, "_host_store: only for a new client on the memory store");
+	if (!ach_store_is_host(st)) {
+		old = *st;
+		if (ach_store_host(st, grace) != 0) {
+			*st = old;
+			return ach_nomem(L);
+		}
+		old.ops->free(old.ud);
+	}
+	if (prefix != NULL)
+		strcpy(st->prefix, prefix);
+	return 0;
+}
+
+/* client:_store_key() -> the key of the client's shared token in its store. */
+static int client_store_key(lua_State *L)
+{
+	ach_core *core = ach_client_core(L, 1);
+	ach_buf key = {0};
+	if (ach_store_token_key(core, &key) != 0)
+		return ach_nomem(L);
+	lua_pushlstring(L, key.data, key.len);
+	ach_buf_free(&key);
+	return 1;
+}
+
+/* client:_path_value(v, what) -> v as one path segment, percent-encoded by the rule the
+ * resource helpers use (ach_encode_path_value); raises "<what> must ..." on a bad value. */
+static int client_path_value(lua_State *L)
+{
+	const char *what = luaL_optstring(L, 3, "id");
+	ach_exchange *scratch;
+	lua_settop(L, 3);
+	/* the encoded value goes through a request object's scratch buffer, freed by __gc */
+	scratch = ach_request_push(L, 1, ACH_EX_API);
+	ach_encode_path_value(L, 2, &scratch->scratch, what);
+	lua_pushlstring(L, scratch->scratch.data != NULL ? scratch->scratch.data : "",
+			scratch->scratch.len);
+	return 1;
+}
+
 /* client:_set_token(tok or table): the token this client acts with (a shared cache's). */
 static int client_set_token(lua_State *L)
 {
@@ -257,6 +453,12 @@ void ach_lua_driver_methods(lua_State *L)
 	lua_setfield(L, -2, "_exchange");
 	lua_pushcfunction(L, client_set_token);
 	lua_setfield(L, -2, "_set_token");
+	lua_pushcfunction(L, client_host_store);
+	lua_setfield(L, -2, "_host_store");
+	lua_pushcfunction(L, client_store_key);
+	lua_setfield(L, -2, "_store_key");
+	lua_pushcfunction(L, client_path_value);
+	lua_setfield(L, -2, "_path_value");
 }
 
 /* ex:_rate_class() -> "heavy" or "default": the per-token limit the call counts against. */
@@ -275,4 +477,6 @@ void ach_lua_driver_request_methods(lua_State *L)
 	lua_setfield(L, -2, "_next");
 	lua_pushcfunction(L, exchange_feed);
 	lua_setfield(L, -2, "_feed");
+	lua_pushcfunction(L, exchange_store_reply);
+	lua_setfield(L, -2, "_store_reply");
 }

@@ -11,7 +11,9 @@
  * down and it answers from its local fallback.
  *
  * Backends (src/store/): memory.c (one process: the token cache stays in the slot, budgets
- * are local sliding windows), redis.c (many processes, many hosts; hiredis, non-blocking).
+ * are local sliding windows), redis.c (many processes, many hosts; hiredis, non-blocking),
+ * host.c (the operations are carried out by the host: OpenResty's shared dict or
+ * lua-resty-redis, through the Lua driver).
  */
 #ifndef ACH_CORE_STORE_H
 #define ACH_CORE_STORE_H

@@ -10,7 +10,10 @@
 -- fetches a new one (a lock in the dictionary) while the others keep using the still-valid
 -- token or wait for the new one. The per-token rate limits are counted in the same
 -- dictionary, across all workers. A user's token is never put there (every worker would act
--- as that user): the `token` option is refused.
+-- as that user): the `token` option is refused. That policy is the engine's, the one a C
+-- client runs with a Redis store: the engine asks its state store (get the token, take the
+-- lock, lease rate slots...) and this driver carries those operations out on the dictionary
+-- or on Redis (achievers.resty.ops), as it sends the engine's requests over cosockets.
 --
 --   lua_shared_dict achievers 1m;
 --   local client = require("achievers.resty").client {
@@ -23,12 +26,13 @@
 -- person's token (keep it in that session too), and `client:with_token(tok)` gives, per
 -- request, a user client: cheap (no I/O, no lock), on the same cosockets, whose token is never
 -- written anywhere. Only its rate budget is shared by the workers, in the dictionary under a
--- hash of the token (budget_key below), the key a Redis store would use too.
+-- hash of the token (budget_key below), the key a Redis store uses too.
 --
 -- A fleet (many nginx, many hosts, C processes too): `store = {redis = "redis://host:6379/0",
 -- fleet_size = N}` shares the token and the budgets through Redis (achievers.resty.store: the
--- C store's keys and scripts, over cosockets); the dictionary, when given, becomes this host's
--- cache and its fallback while Redis is down (pacing there at 1/fleet_size of each budget).
+-- C store's keys and scripts, over cosockets); the dictionary, when given, keeps this host's
+-- copy of the token and is the fallback while Redis is down (the token shared by this host's
+-- workers only, pacing at 1/fleet_size of each budget).
 --
 -- For https, nginx verifies the server with lua_ssl_trusted_certificate (and
 -- lua_ssl_verify_depth); `insecure = true` turns verification off.
@@ -42,6 +46,7 @@
 local achievers = require("achievers")
 local http = require("achievers.resty.http")
 local rstore = require("achievers.resty.store")
+local ops = require("achievers.resty.ops")
 
 local ngx = ngx
 local M = {}
@@ -49,42 +54,8 @@ local M = {}
 local Client = {}
 Client.__index = Client
 
-local LOCK_TTL = 30     -- seconds a fetching worker holds the lock at most
-local WAIT_STEP = 0.02  -- seconds between looks at the dictionary while another worker fetches
-
--- A JSON codec for the dictionary: the C module's decoder and OpenResty's cjson.
-local cjson = require("cjson")
-
-local function send(self, req)
-  return http.request(self.conn, req)
-end
-
--- A token from the dictionary reaches the Authorization header: only visible ASCII (RFC
--- 6750's b64token and then some), never CR, LF, NUL or another control byte.
-local function header_safe(v)
-  return type(v) == "string" and v ~= "" and not v:find("[^\33-\126]")
-end
-
--- The dictionary's entry decoded, or nil when it is not a usable system token.
-local function decode_entry(raw)
-  local t = achievers.json_decode(raw)
-  if type(t) ~= "table" or not header_safe(t.access_token) or type(t.expires_at) ~= "number" then return nil end
-  if t.refresh_token ~= nil and not header_safe(t.refresh_token) then return nil end
-  if t.grant_type ~= nil and t.grant_type ~= "client_credentials" then return nil end
-  if t.token_type ~= nil and (type(t.token_type) ~= "string" or t.token_type:lower() ~= "bearer") then return nil end
-  if t.scope ~= nil and type(t.scope) ~= "string" then return nil end
-  if t.clock_skew ~= nil and type(t.clock_skew) ~= "number" then return nil end
-  if t.hold_until ~= nil and type(t.hold_until) ~= "number" then return nil end
-  return t
-end
-
--- Seconds the token t has left on the server's clock.
-local function remaining(t)
-  return t.expires_at - (ngx.time() + (t.clock_skew or 0))
-end
-
--- Without a shared_dict (a Redis store alone), this worker's own stand-in for one: the
--- local cache of the token, the lock and the pacing while Redis is down.
+-- Without a shared_dict (a Redis store alone), this worker's own stand-in for one: its copy
+-- of the token, and the lock and the pacing while Redis is down.
 local function local_dict()
   local data, expiry, d = {}, {}, {}
   local function live(k)
@@ -102,276 +73,39 @@ local function local_dict()
     return self:set(k, v, ttl)
   end
   function d:delete(k) data[k], expiry[k] = nil, nil end
-  function d:incr(k, by, init, ttl)
-    local v = live(k)
-    if v == nil then
-      self:set(k, init + by, ttl)
-      return init + by
-    end
-    data[k] = v + by
-    return data[k]
-  end
-  function d:ttl(k)
-    if live(k) == nil then return nil, "not found" end
-    return expiry[k] and expiry[k] - ngx.now() or 0
-  end
   return d
 end
 
-local function judge(self, t)
-  local rem = remaining(t)
-  return t, rem > self.refresh_window or (t.hold_until ~= nil and ngx.now() < t.hold_until and rem > 0), rem > 0
+-- The engine's state store operations, carried out for it (achievers.resty.ops). A failure
+-- there is answered as one: the engine goes on without the store (asks the server itself, or
+-- lets a call through unpaced), as it does when Redis is down under a C client.
+local function carry_out(self, op)
+  local ok, reply = pcall(self.ops, op)
+  if ok then return reply end
+  ngx.log(ngx.ERR, "achievers: state store operation ", tostring(op.op), " failed: ", tostring(reply))
+  return { ok = false, message = "the state store operation failed" }
 end
 
--- The token in the shared dictionary; whether it may be used without asking for a new one;
--- and whether it has not expired yet. An entry that is not a usable token is deleted.
---
--- The engine's rule: a token is fresh while it is more than refresh_window from its expiry;
--- one that arrived already inside the window (a short-lived token) is used for a while
--- (hold_until, set when it was stored) rather than asked for again on every call.
---
--- With a Redis store the dictionary is this host's cache: a fresh token there is used as it
--- is; otherwise Redis is asked (its token, not `skip`, the one just rejected, is cached here),
--- and while Redis is down the dictionary is all there is.
-function Client:_shared_token(skip)
-  local raw = self.dict:get(self.key)
-  local t
-  if raw ~= nil then
-    t = decode_entry(raw)
-    if not t then
-      if self.dict:get(self.key) == raw then self.dict:delete(self.key) end
-    end
-  end
-  if not self.store then
-    if not t then return nil end
-    return judge(self, t)
-  end
-  if t then
-    local _, fresh = judge(self, t)
-    if fresh and t.access_token ~= skip then return judge(self, t) end
-  end
-  local text = self.store:token_get(self.skey)
-  if text == nil then -- Redis cannot say: what this host has
-    if not t then return nil end
-    return judge(self, t)
-  end
-  self.seen = text or ""
-  local rt = text and rstore.token_parse(text)
-  if rt and header_safe(rt.access_token) and rt.token_type:lower() == "bearer" then
-    local rem = remaining(rt)
-    if rt.access_token ~= skip and rem > 1 then self.dict:set(self.key, cjson.encode(rt), rem) end
-    return judge(self, rt)
-  end
-  return nil
+local function send(self, req)
+  return http.request(self.conn, req)
 end
 
--- Stores the engine's new token for every worker (and, with a Redis store, for every host
--- and process: compare-and-set against the text last seen there).
-function Client:_store(tok)
-  local saved = tok:to_table()
-  if not header_safe(saved.access_token) then return end
-  local rem = remaining(saved)
-  if rem <= self.refresh_window then
-    saved.hold_until = ngx.now() + math.min(300, math.max(rem / 2, 1)) -- as src/engine.c holds back
-  end
-  self.dict:set(self.key, cjson.encode(saved), math.max(1, rem))
-  self.installed = saved.access_token
-  if self.store and rem > 1 then
-    local text = rstore.token_text(saved, saved.hold_until)
-    if text then self.store:token_put(self.skey, text, self.seen or "", rem) end
-  end
-end
-
--- The token request lock: in Redis when there is one and it answers, else in the dictionary.
--- Returns whether it is ours, and where (for _unlock).
-function Client:_lock()
-  if self.store then
-    local got = self.store:lock(self.skey, LOCK_TTL)
-    if got ~= nil then return got, "redis" end
-  end
-  return (self.dict:add(self.lock, true, LOCK_TTL)), "dict"
-end
-
-function Client:_unlock(where)
-  if where == "redis" then self.store:unlock(self.skey) else self.dict:delete(self.lock) end
-end
-
--- Hands the engine the shared token t, unless it holds it already.
-function Client:_install(t)
-  if t.access_token ~= self.installed then
-    local copy = {}
-    for k, v in pairs(t) do if k ~= "hold_until" then copy[k] = v end end
-    self.c:_set_token(copy)
-    self.installed = t.access_token
-  end
-end
-
--- Runs an exchange of the C engine to its end over cosockets. A token request the engine
--- makes in the middle of a call (its token was rejected with a 401, or expired) goes through
--- the dictionary, unless the caller holds the lock already or the request is not the shared
--- system token's (`holding_lock` true: exchange_code, user clients).
-function Client:_run(ex, holding_lock)
+-- Runs an exchange of the C engine to its end over cosockets: its requests go out through
+-- cosockets, its waits are ngx.sleep, its state store operations (the shared token, its lock,
+-- the rate budgets) are carried out on the dictionary or Redis. Another caller's operations
+-- may come this way too: the engine is the worker's, shared by its requests.
+function Client:_run(ex)
   while true do
     local action, arg = ex:_next()
     if action == "send" then
-      if arg.token_request and not holding_lock then
-        self:_renew(ex, arg)
-      else
-        ex:_feed(send(self, arg))
-      end
+      ex:_feed(send(self, arg))
     elseif action == "wait" then
       ngx.sleep(arg)
+    elseif action == "store" then
+      ex:_store_reply(arg.id, carry_out(self, arg))
     else
       return ex:result()
     end
-  end
-end
-
--- The answer to the engine's token request when another worker has the token already: it is
--- handed to the engine as the server's answer would be (nothing is sent; on_request and
--- on_token see it as an answer).
-local function answer_with(t)
-  return { status = 200, headers = "Content-Type: application/json\r\n", body = cjson.encode {
-    access_token = t.access_token, token_type = "bearer", scope = t.scope,
-    expires_in = t.expires_at, -- an absolute UNIX time, as the engine reads one
-  } }
-end
-
--- The engine asks for a new token in the middle of a call: the one it held was rejected or
--- has expired. That token leaves the dictionary; one worker asks the server, under the lock,
--- and stores the answer; the others take what it stored.
-function Client:_renew(ex, req)
-  local rejected = self.installed
-  ngx.update_time()
-  -- not past the request's own timeout: the engine gives up on a request never answered
-  local deadline = ngx.now() + math.min(LOCK_TTL, req.timeout or LOCK_TTL)
-  local where
-  while true do
-    local t, _, alive = self:_shared_token(rejected)
-    if t and alive and t.access_token ~= rejected then
-      self.installed = t.access_token
-      return ex:_feed(answer_with(t))
-    end
-    local got
-    got, where = self:_lock()
-    if got then break end
-    if ngx.now() > deadline then
-      return ex:_feed { error = "timeout", reached = false,
-        message = "timed out waiting for another worker's token request" }
-    end
-    ngx.sleep(WAIT_STEP)
-  end
-  local t, _, alive = self:_shared_token(rejected)
-  if t and alive and t.access_token ~= rejected then
-    self:_unlock(where)
-    self.installed = t.access_token
-    return ex:_feed(answer_with(t))
-  end
-  if t and t.access_token == rejected then self.dict:delete(self.key) end
-  -- the lock goes whatever happens, a raise included
-  local ok, err = pcall(function()
-    ex:_feed(send(self, req))
-    local tok = self.c.current_token
-    if tok and tok.access_token ~= rejected then self:_store(tok) end
-  end)
-  self:_unlock(where)
-  if not ok then error(err, 0) end
-end
-
--- Makes sure the engine holds a usable token, fetching one in at most one worker at a time.
-function Client:_ensure_token()
-  local t, fresh, alive = self:_shared_token()
-  if t and fresh then
-    self:_install(t)
-    return true
-  end
-  ngx.update_time()
-  local deadline = ngx.now() + LOCK_TTL
-  while ngx.now() < deadline do
-    local got, where = self:_lock()
-    if got then
-      -- look again: another worker may have stored a token between our look and the lock
-      t, fresh = self:_shared_token()
-      if t and fresh then
-        self:_unlock(where)
-        self:_install(t)
-        return true
-      end
-      -- the lock goes whatever happens, a raise included
-      local ran, tok, err = pcall(function()
-        local tk, e = self:_run(self.c:_exchange("token", t ~= nil), true)
-        if tk then self:_store(tk) end
-        return tk, e
-      end)
-      self:_unlock(where)
-      if not ran then error(tok, 0) end
-      if not tok then return nil, err end
-      return true
-    end
-    -- another worker is fetching: a still-valid token will do meanwhile
-    if t and alive and remaining(t) > 5 then
-      self:_install(t)
-      return true
-    end
-    ngx.sleep(WAIT_STEP)
-    t, fresh, alive = self:_shared_token()
-    if t and fresh then
-      self:_install(t)
-      return true
-    end
-  end
-  return nil, "timed out waiting for another worker's token request"
-end
-
--- A failed token request's error goes to the caller as it is (timeout, server, auth...);
--- only our own failures (the wait for another worker) are made into one here.
-local function token_error(err)
-  if type(err) == "table" then return err end
-  return achievers._error("timeout", tostring(err))
-end
-
--- The budget a call counts against: the C client's buckets (src/engine.c): "default", and
--- the heavy reads, each its own ("recognitions", "newsfeed-events"), as the server counts them.
-local function bucket_of(class, path)
-  if class ~= "heavy" then return "default" end
-  return type(path) == "string" and path:find("newsfeed-events", 1, true) and "newsfeed-events" or "recognitions"
-end
-
--- The per-token rate limits, counted across all workers in the shared dictionary: a window
--- per bucket, a little longer than the server's (as the C governor does), so that each of the
--- server's windows falls inside one of ours. A worker over the limit sleeps to the window's end.
--- With a Redis store, the budget is Redis's, shared by every host and C process (the take
--- script); while Redis is down, this host paces at 1/fleet_size of it in the dictionary.
-function Client:_pace(class, bucket, access)
-  local limit = self.limits[class]
-  local key = self.budget .. bucket
-  local window = limit[2] + math.min(1, limit[2] * 0.05)
-  local count = limit[1]
-  local rkey = self.store and access and self.store:budget_key(access, bucket)
-  for _ = 1, 10000 do
-    local wait
-    if rkey then
-      wait = self.store:take(rkey, limit)
-      if wait ~= nil then self.store:repay(rkey, limit) end
-      if wait == 0 then
-        -- counted here too: should Redis go down, this host's own recent calls still count
-        self.dict:incr(key, 1, 0, window)
-        return
-      end
-      if wait == nil then
-        count = math.max(1, math.floor(limit[1] / self.store.fleet_size))
-      end
-    end
-    if not wait then
-      local n = self.dict:incr(key, 1, 0, window)
-      if not n or n <= count then
-        if rkey then self.store:spent_locally(rkey, window) end
-        return
-      end
-      wait = math.max(self.dict:ttl(key) or 0, 0.01)
-    end
-    if self.on_rate_limit then pcall(self.on_rate_limit, { wait = wait, class = class }) end
-    ngx.sleep(wait)
   end
 end
 
@@ -389,14 +123,7 @@ end
 function Client:request(spec)
   local serr = store_error(self)
   if serr then return nil, serr end
-  local ok, err = self:_ensure_token()
-  if not ok then return nil, token_error(err) end
-  local ex = self.c:_exchange(spec)
-  if self.rate_limit then
-    local class = ex:_rate_class()
-    self:_pace(class, bucket_of(class, type(spec) == "table" and spec.path), self.installed)
-  end
-  return self:_run(ex)
+  return self:_run(self.c:_exchange(spec))
 end
 
 function Client:get(path, query) return self:request { path = path, query = query } end
@@ -407,8 +134,6 @@ function Client:post(path, fields) return self:request { method = "POST", path =
 function Client:token()
   local serr = store_error(self)
   if serr then return nil, serr end
-  local ok, err = self:_ensure_token()
-  if not ok then return nil, token_error(err) end
   return self:_run(self.c:_exchange("token"))
 end
 
@@ -512,7 +237,7 @@ end
 --- client:exchange_code(code[, verifier]) -> the person's token: not kept by this client, nor
 -- written to the dictionary; the caller keeps it (in the browser's server-side session).
 function Client:exchange_code(code, verifier)
-  return self:_run(self.c:_exchange("code", code, verifier), true)
+  return self:_run(self.c:_exchange("code", code, verifier))
 end
 
 -- ---- user clients ---------------------------------------------------------------------------
@@ -544,22 +269,18 @@ function Client:with_token(tok, opts)
   local c = self.c:with_token(tok)
   local access = c.current_token.access_token
   return setmetatable({
-    c = c, conn = self.conn, dict = self.dict, rate_limit = self.rate_limit, limits = self.limits,
-    on_rate_limit = self.on_rate_limit, client_id = self.client_id, store = self.store,
-    budget = M.budget_key(self.client_id, access, ""), access = access,
+    c = c, conn = self.conn, ops = self.ops, store = self.store, access = access,
     on_token = opts and opts.on_token,
   }, User)
 end
 
 User._run = Client._run
-User._pace = Client._pace
 
--- After a call: a refreshed token moves the budget to its own key and goes to on_token.
+-- After a call: a refreshed token goes to on_token (the engine moved its budget already).
 function User:_check_token()
   local now = self.c.current_token
   if now and now.access_token ~= self.access then
     self.access = now.access_token
-    self.budget = M.budget_key(self.client_id, self.access, "")
     if self.on_token then self.on_token(now) end
   end
 end
@@ -568,12 +289,7 @@ end
 function User:request(spec)
   local serr = store_error(self)
   if serr then return nil, serr end
-  local ex = self.c:_exchange(spec)
-  if self.rate_limit then
-    local class = ex:_rate_class()
-    self:_pace(class, bucket_of(class, type(spec) == "table" and spec.path), self.access)
-  end
-  local data, err = self:_run(ex, true)
+  local data, err = self:_run(self.c:_exchange(spec))
   self:_check_token()
   return data, err
 end
@@ -587,22 +303,15 @@ function User:__tostring()
   return "achievers.resty.user_client(" .. tostring(self.c):match("%((.*)%)$") .. ")"
 end
 
--- The resource helpers, from the module's endpoint table.
-local function escape_id(id)
-  if type(id) == "number" and id == math.floor(id) then id = string.format("%d", id) end
-  if type(id) ~= "string" or id == "" or id:find("[%c]") then
-    error("bad id: " .. tostring(id), 3)
-  end
-  return (id:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
+-- The resource helpers, from the module's endpoint table; an id is one path segment,
+-- encoded by the C client's rule (client:_path_value).
 for _, e in ipairs(achievers.endpoints) do
   local path = e.path:gsub("^/api/v5/", "")
   if e.args == "query" then
     Client[e.name] = function(self, query) return self:request { method = e.method, path = path, query = query } end
   elseif e.args == "id" then
     Client[e.name] = function(self, id, query)
-      local escaped = escape_id(id) -- a function's result is taken as it is ("%40" stays)
+      local escaped = self.c:_path_value(id, e.name .. ": id") -- taken as it is by gsub ("%40" stays)
       return self:request { method = e.method, path = (path:gsub("{id}", function() return escaped end)), query = query }
     end
   elseif e.args == "form" then
@@ -674,10 +383,10 @@ function M.client(opts)
     dict = local_dict()
   end
   local store = with_store and rstore.new(opts.store, copy.client_id, { on_store = opts.on_store }) or nil
-  local window = copy.refresh_window or 7200
-  copy.refresh_window = 0 -- the engine refreshes only expired tokens; the dictionary does the rest
-  local on_rate_limit = copy.on_rate_limit
   local c = achievers.client(copy)
+  -- the engine's token sharing and pacing, through the state store this driver carries out;
+  -- an operation a dead request took is given up after the longest a Redis one can take
+  c:_host_store { prefix = store and store.prefix, grace = math.max(5, store and 6 * store.timeout + 1 or 0) }
   local proxy
   if opts.proxy ~= nil and opts.proxy ~= false and opts.proxy ~= "" then -- false, "": none
     local why
@@ -693,8 +402,7 @@ function M.client(opts)
     c = c,
     dict = dict,
     dict_name = dict_name,
-    key = "achievers:token:" .. tostring(copy.client_id) .. ":" .. c.base_url .. ":" .. c.scope,
-    refresh_window = window,
+    key = c:_store_key(), -- where the shared token is (the C store's key and text)
     conn = {
       connect_timeout = copy.connect_timeout or 10,
       insecure = copy.insecure or false,
@@ -702,15 +410,9 @@ function M.client(opts)
       proxy = proxy,
       user_agent = copy.user_agent or ("lua-achievers/" .. achievers._VERSION .. " (resty)"),
     },
-    rate_limit = c.rate_limit,
-    limits = c.limits,
-    on_rate_limit = on_rate_limit,
     store = store,
+    ops = store and ops.fleet(store, dict) or ops.dict(dict),
   }, Client)
-  if store then self.skey = store:token_key(c.base_url, c.scope) end
-  self.lock = self.key .. ":lock"
-  self.budget = self.key .. ":rate:"
-  self.client_id = copy.client_id
   return self
 end
 

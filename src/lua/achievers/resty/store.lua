@@ -244,16 +244,6 @@ local function script(red, name, nkeys, ...)
   return res, err
 end
 
--- ---- keys ----------------------------------------------------------------------------------
-
-function Store:token_key(base_url, scope)
-  return self.head .. "token:" .. achievers._sha256_hex(base_url .. "\n" .. (scope or "")):sub(1, 32)
-end
-
-function Store:budget_key(access_token, bucket)
-  return self.head .. "rate:" .. achievers._sha256_hex(access_token):sub(1, 16) .. ":" .. bucket
-end
-
 -- ---- the token -----------------------------------------------------------------------------
 
 -- The stored text, or false when there is none; nil, kind, why when Redis cannot say.
@@ -272,64 +262,54 @@ function Store:token_put(key, text, seen, ttl)
   return res == 1
 end
 
--- true when this worker now holds the lock, false when another does; nil when Redis cannot say.
-function Store:lock(key, ttl)
+-- true when `owner` now holds the lock, false when another does; nil when Redis cannot say.
+function Store:lock(key, owner, ttl)
   local ms = string.format("%.0f", math.max(100, ttl * 1000))
-  local res, kind, why = self:_run(function(red) return red:set(key .. ":lock", self.owner, "NX", "PX", ms) end)
+  local res, kind, why = self:_run(function(red) return red:set(key .. ":lock", owner, "NX", "PX", ms) end)
   if res == nil then return nil, kind, why end
   return res == "OK"
 end
 
-function Store:unlock(key)
-  return self:_run(function(red) return script(red, "unlock", 1, key .. ":lock", self.owner) end)
-end
-
--- The stored text of a system token (as src/core/store.c writes it), and back.
-function M.token_text(t, fresh_until)
-  for _, f in ipairs { "access_token", "token_type", "scope" } do
-    if type(t[f]) ~= "string" or t[f]:find("\n") then return nil end
-  end
-  return string.format("v1 %.0f %.0f %.0f\n%s\n%s\n%s", t.expires_at, fresh_until or 0, t.clock_skew or 0,
-    t.token_type, t.scope, t.access_token)
-end
-
-function M.token_parse(raw)
-  if type(raw) ~= "string" then return nil end
-  local exp, fresh, skew, ttype, scope, access = raw:match("^v1 (%-?%d+) (%-?[%d.]+) (%-?%d+)\n([^\n]+)\n([^\n]*)\n(.+)$")
-  if not exp then return nil end
-  fresh = tonumber(fresh)
-  return {
-    access_token = access, token_type = ttype, scope = scope, expires_at = tonumber(exp),
-    clock_skew = tonumber(skew), hold_until = fresh and fresh > 0 and fresh or nil,
-    grant_type = "client_credentials",
-  }
+function Store:unlock(key, owner)
+  return self:_run(function(red) return script(red, "unlock", 1, key .. ":lock", owner) end)
 end
 
 -- ---- rate budgets --------------------------------------------------------------------------
 
--- One slot of the budget `key` ({count, seconds}): 0 when granted, else seconds to wait;
--- nil, kind, why when Redis cannot say. The window is the server's and a little more, as the
--- C store asks (so each of the server's windows falls inside one of ours).
-function Store:take(key, limit, n)
-  local window = limit[2]
+-- A new lease's name, as the C store makes them: never the same twice in the fleet.
+function Store:lease_id()
+  self.seq = self.seq + 1
+  return self.owner:sub(1, 12) .. self.seq
+end
+
+-- Up to n slots of the budget `key` (count per window seconds) under the lease `id`: the
+-- slots granted (0: none, and seconds to wait), or nil, kind, why when Redis cannot say. The
+-- window is the server's and a little more, as the C store asks (so each of the server's
+-- windows falls inside one of ours).
+function Store:take(key, count, window, n, id)
   local margin = math.min(0.5, 0.01 * window + 0.02)
   local lease = math.min(1.0, math.max(0.05, 0.02 * window))
-  self.seq = self.seq + 1
-  local id = self.owner:sub(1, 12) .. self.seq
   local res, kind, why = self:_run(function(red)
-    return script(red, "take", 2, key, key .. ":n", n or 1, limit[1],
+    return script(red, "take", 2, key, key .. ":n", n or 1, count,
       string.format("%.0f", (window + margin) * 1e6), string.format("%.0f", lease * 1e6), id)
   end)
   if res == nil then return nil, kind, why end
   if type(res) ~= "table" or type(res[1]) ~= "number" then return nil, "error", "unexpected answer to take" end
-  if res[1] > 0 then return 0 end
-  return math.max((tonumber(res[2]) or 1000) / 1e6, 0.001)
+  if res[1] > 0 then return res[1] end
+  return 0, math.max((tonumber(res[2]) or 1000) / 1e6, 0.001)
 end
 
--- A slot spent locally while Redis was down: it counts for `window` seconds. Once Redis
+-- Gives back `back` unspent slots of the lease `id` of `granted` slots.
+function Store:give(key, id, granted, back)
+  return self:_run(function(red)
+    return script(red, "give", 2, key, key .. ":n", id, granted, back)
+  end)
+end
+
+-- Slots spent locally while Redis was down: they count for `window` seconds. Once Redis
 -- answers again, repay() takes those still counting from its budget, so that the calls made
 -- during the outage are not sent a second time over by the whole fleet's budget.
-function Store:spent_locally(key, window)
+function Store:spent_locally(key, window, n)
   local now = ngx.now()
   local s = self.spent[key]
   if not s or s.till <= now then
@@ -344,14 +324,14 @@ function Store:spent_locally(key, window)
     s = { n = 0 }
     self.spent[key] = s
   end
-  s.n, s.till = s.n + 1, now + window
+  s.n, s.till = s.n + (n or 1), now + window
 end
 
-function Store:repay(key, limit)
+function Store:repay(key, count, window)
   local s = self.spent[key]
-  if not s then return end
+  if not s or self.down then return end
   self.spent[key], self.nspent = nil, self.nspent - 1
-  if s.till > ngx.now() and s.n > 0 then self:take(key, limit, s.n) end
+  if s.till > ngx.now() and s.n > 0 then self:take(key, count, window, s.n, self:lease_id()) end
 end
 
 return M
