@@ -107,6 +107,26 @@ describe("state store on Redis: the token", function()
     assert.equals(n + 1, sb:stats().token_requests)
   end)
 
+  it("a token in Redis with a NUL byte is not read as the bytes before it", function()
+    local a = h.client(sb, { store = { redis = r.url } })
+    local ta = assert(a:token())
+    local planted = 0
+    for _, key in ipairs(r:keys("*")) do
+      local v = r:call("GET", key)
+      if type(v) == "string" and v:find(ta.access_token, 1, true) then
+        r:call("SET", key, (v:gsub(ta.access_token, "planted\0" .. ta.access_token, 1)), "EX", "3600")
+        planted = planted + 1
+      end
+    end
+    assert.equals(1, planted)
+    local n = sb:stats().token_requests
+    local c = h.client(sb, { store = { redis = r.url } })
+    local tc = assert(c:token())
+    assert.are_not.equals("planted", tc.access_token)
+    assert.is_nil(tc.access_token:find("%z"))
+    assert.equals(n + 1, sb:stats().token_requests)
+  end)
+
   it("waits while another holds the token lock, and fetches once it lapses", function()
     local socket = require("socket")
     local a = h.client(sb, { store = { redis = r.url } })

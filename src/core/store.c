@@ -75,7 +75,9 @@ ach_token_data *ach_store_token_parse(const char *s, size_t n, double *fresh_unt
 	long long exp, skew;
 	double fresh;
 	int i;
-	if (n < 4 || memcmp(s, "v1 ", 3) != 0 || (copy = ach_strndup(s, n)) == NULL)
+	/* a NUL would cut the copy short: the bytes before it are not the stored token */
+	if (n < 4 || memcmp(s, "v1 ", 3) != 0 || memchr(s, '\0', n) != NULL ||
+	    (copy = ach_strndup(s, n)) == NULL)
 		return NULL;
 	p = copy;
 	for (i = 0; i < 4; i++) {
