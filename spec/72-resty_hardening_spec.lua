@@ -375,6 +375,41 @@ describe("achievers.resty under nginx", function()
     assert.is_true(paths["/api/v5/users/a%2Fb"] or paths["/api/v5/users/a/b"])
   end)
 
+  it("each: pages by number up to totalPages with the query, as the C client's each", function()
+    local code = [[
+      local got, pages = {}, {}
+      for item, err, paging in client():each("numbered", { q = "abc" }) do
+        if item == false then return { err = plain(err) } end
+        got[#got + 1] = item.id .. ":" .. item.q
+        pages[#pages + 1] = paging and paging.page or false
+      end
+      return { got = got, pages = pages }
+    ]]
+    local out = run(code, nil, { url = hostile, client_id = "hostile", client_secret = "secret" })
+    assert.is_nil(out.err)
+    assert.same({ "1:abc", "2:abc", "3:abc" }, out.got)
+    assert.same({ 1, 2, 3 }, out.pages)
+    -- the C client walks the same pages
+    local c = h.achievers.client { base_url = hostile, client_id = "hostile", client_secret = "secret" }
+    local cgot = {}
+    for item in c:each("numbered", { q = "abc" }) do cgot[#cgot + 1] = item.id .. ":" .. item.q end
+    assert.same(out.got, cgot)
+  end)
+
+  it("each: a page without an items list ends the walk with a decode error, as the C client's", function()
+    local out = run([[
+      local got, last = 0, nil
+      for item, err in client():each("no-items") do
+        if item == false then last = plain(err) break end
+        got = got + 1
+      end
+      return { got = got, err = last }
+    ]], nil, { url = hostile, client_id = "hostile", client_secret = "secret" })
+    assert.equals(0, out.got)
+    assert.equals("decode", out.err.kind)
+    assert.matches("not a list", out.err.message, 1, true)
+  end)
+
   it("each: a paging.next link to another host ends the walk with false, err", function()
     local out = run([[
       local got, last = {}, nil
@@ -389,6 +424,6 @@ describe("achievers.resty under nginx", function()
     assert.is_false(out.raised)
     assert.same({ 1 }, out.got)
     assert.equals("invalid", out.err.kind)
-    assert.matches("another host", out.err.message, 1, true)
+    assert.matches("another origin than base_url", out.err.message, 1, true)
   end)
 end)

@@ -15,6 +15,9 @@
 --   GET /api/v5/interim           a 100 Continue, then a good answer
 --   GET /api/v5/endless-interim   100 Continue after 100 Continue (16 MiB of them)
 --   GET /api/v5/foreign-next      one item, and a paging.next link to another host
+--   GET /api/v5/numbered?page=N   page N of 3 by page numbers only (no paging.next): one item
+--                                 {"id": N, "q": the q parameter}
+--   GET /api/v5/no-items          a page with paging but no items list
 --   GET /api/v5/users             an empty page
 --   GET /stats                    {"sent": {path: bytes sent of its last answer}, "tokens": n}
 local socket = require("socket")
@@ -123,6 +126,15 @@ local routes = {
     put(c, path, answer("200 OK", '{"items":[{"id":1}],"paging":{"page":1,"totalPages":2,' ..
       '"next":"http://127.0.0.2:9/api/v5/foreign-next?page=2"}}'))
   end,
+  ["/api/v5/numbered"] = function(c, path, query)
+    local n = tonumber((query or ""):match("page=(%d+)")) or 1
+    local q = (query or ""):match("q=([%w]*)") or ""
+    put(c, path, answer("200 OK", ('{"items":[{"id":%d,"q":"%s"}],"paging":{"page":%d,"totalPages":3}}')
+      :format(n, q, n)))
+  end,
+  ["/api/v5/no-items"] = function(c, path)
+    put(c, path, answer("200 OK", '{"paging":{"page":1,"totalPages":2},"error":"not a list"}'))
+  end,
   ["/api/v5/users"] = function(c, path)
     put(c, path, answer("200 OK", '{"paging":{"page":1,"totalPages":1},"items":[]}'))
   end,
@@ -146,7 +158,7 @@ while os.time() < stop_at do
   if c then
     c:settimeout(5)
     local line = c:receive("*l")
-    local path = (line or ""):match("^%u+ ([^ ?]+)")
+    local path, query = (line or ""):match("^%u+ ([^ ?]+)%??([^ ]*)")
     local len = 0
     repeat
       local hl = c:receive("*l")
@@ -157,7 +169,7 @@ while os.time() < stop_at do
     if path then
       sent[path] = 0
       local route = routes[path]
-      if route then route(c, path) else put(c, path, answer("404 Not Found", '{"error":"not_found"}')) end
+      if route then route(c, path, query) else put(c, path, answer("404 Not Found", '{"error":"not_found"}')) end
     end
     c:shutdown("send")
     c:close()

@@ -262,6 +262,79 @@ static int next_on_base(ach_core *core, const char *url)
 	       (url[on] == '/' || url[on] == '?' || url[on] == '\0');
 }
 
+/* The page after the answer at `page` (a decoded page, absolute index), the rule both each
+ * loops follow (client:each here, achievers.resty's through client:_page): paging.next when
+ * it stays on base_url's origin, else page + 1 while page < totalPages (on a copy of the query
+ * at `query`, false or a table), else none. Pushes two values: the next path or link (a
+ * string), false for none, or an error object for a link to another origin; and the query to
+ * send with it (a table) or false. */
+static void push_next_page(lua_State *L, ach_core *core, int page, int path, int query)
+{
+	lua_getfield(L, page, "paging");
+	if (!lua_istable(L, -1)) {
+		lua_pop(L, 1);
+		lua_pushboolean(L, 0);
+		lua_pushboolean(L, 0);
+		return;
+	}
+	lua_getfield(L, -1, "next");
+	if (lua_type(L, -1) == LUA_TSTRING && !next_on_base(core, lua_tostring(L, -1))) {
+		/* the server's link: an error to report, not a raise (the caller did nothing
+		 * wrong); the loops hand it back as false, err */
+		lua_pop(L, 1);
+		lua_pushfstring(L, "paging.next points to another origin than base_url (%s): "
+				   "not followed, the token is only sent to base_url",
+				core->opt.base.origin);
+		ach_push_error(L, ACH_KIND_INVALID, lua_tostring(L, -1));
+		lua_remove(L, -2);
+		lua_remove(L, -2); /* paging */
+		lua_pushboolean(L, 0);
+		return;
+	}
+	if (lua_type(L, -1) == LUA_TSTRING) {
+		lua_remove(L, -2); /* paging */
+		lua_pushboolean(L, 0); /* the link carries the query: do not add it again */
+		return;
+	}
+	{
+		lua_Integer n, total;
+		lua_pop(L, 1);
+		lua_getfield(L, -1, "page");
+		lua_getfield(L, -2, "totalPages");
+		/* the server's numbers: clamped before they become integers */
+		n = lua_isnumber(L, -2) ? (lua_Integer)ach_clamp_i64(fmin(lua_tonumber(L, -2), 1e15)) : 0;
+		total = lua_isnumber(L, -1) ? (lua_Integer)ach_clamp_i64(fmin(lua_tonumber(L, -1), 1e15)) : 0;
+		lua_pop(L, 3); /* page, totalPages, paging */
+		if (!(n > 0 && n < total)) {
+			lua_pushboolean(L, 0);
+			lua_pushboolean(L, 0);
+			return;
+		}
+		lua_pushvalue(L, path);
+		/* query.page = page + 1 on a copy of the query */
+		lua_newtable(L);
+		if (lua_istable(L, query)) {
+			lua_pushnil(L);
+			while (lua_next(L, query) != 0) {
+				lua_pushvalue(L, -2);
+				lua_insert(L, -2);
+				lua_rawset(L, -4);
+			}
+		}
+		lua_pushinteger(L, n + 1);
+		lua_setfield(L, -2, "page");
+	}
+}
+
+/* The message of a page whose answer has no items list. */
+static void push_not_a_list(lua_State *L, int path)
+{
+	lua_pushfstring(L, "%s is not a list (its answer has no items): client:get shows it",
+			lua_tostring(L, path));
+	ach_push_error(L, ACH_KIND_DECODE, lua_tostring(L, -1));
+	lua_remove(L, -2);
+}
+
 /* Iterator state, in the upvalues of the iterator closure:
  *   1 client, 2 the current page's items, 3 index of the next item, 4 URL of the next page
  *   (false when there is none; an error object when the server's link cannot be followed), 5 done flag, 6 the query (for page-number paging), 7 path,
@@ -303,68 +376,40 @@ static int each_fetch(lua_State *L)
 		lua_pushboolean(L, 1);
 		lua_replace(L, lua_upvalueindex(5));
 		lua_pushboolean(L, 0);
-		lua_pushfstring(L, "%s is not a list (its answer has no items): client:get shows it",
-				lua_tostring(L, lua_upvalueindex(7)));
-		ach_push_error(L, ACH_KIND_DECODE, lua_tostring(L, -1));
-		lua_remove(L, -2);
+		push_not_a_list(L, lua_upvalueindex(7));
 		return 2;
 	}
 	lua_replace(L, lua_upvalueindex(2));
 	lua_pushinteger(L, 1);
 	lua_replace(L, lua_upvalueindex(3));
-	/* the next page: paging.next, else page numbers while page < totalPages */
-	lua_pushboolean(L, 0);
-	lua_replace(L, lua_upvalueindex(4));
 	lua_getfield(L, -1, "paging");
-	lua_pushvalue(L, -1);
 	lua_replace(L, lua_upvalueindex(8));
-	if (lua_istable(L, -1)) {
-		lua_getfield(L, -1, "next");
-		if (lua_type(L, -1) == LUA_TSTRING && !next_on_base(core, lua_tostring(L, -1))) {
-			/* the server's link: an error to report, not a raise (the caller did nothing
-			 * wrong); each_next hands it back as false, err */
-			lua_pop(L, 1);
-			lua_pushfstring(L, "paging.next points to another origin than base_url (%s): "
-					   "not followed, the token is only sent to base_url",
-					core->opt.base.origin);
-			ach_push_error(L, ACH_KIND_INVALID, lua_tostring(L, -1));
-			lua_remove(L, -2);
-			lua_replace(L, lua_upvalueindex(4));
-		} else if (lua_type(L, -1) == LUA_TSTRING) {
-			lua_replace(L, lua_upvalueindex(4));
-			/* the link carries the query: do not add it again */
-			lua_pushboolean(L, 0);
-			lua_replace(L, lua_upvalueindex(6));
-		} else {
-			lua_Integer page, total;
-			lua_pop(L, 1);
-			lua_getfield(L, -1, "page");
-			lua_getfield(L, -2, "totalPages");
-			/* the server's numbers: clamped before they become integers */
-			page = lua_isnumber(L, -2) ? (lua_Integer)ach_clamp_i64(fmin(lua_tonumber(L, -2), 1e15)) : 0;
-			total = lua_isnumber(L, -1) ? (lua_Integer)ach_clamp_i64(fmin(lua_tonumber(L, -1), 1e15)) : 0;
-			lua_pop(L, 2);
-			if (page > 0 && page < total) {
-				/* query.page = page + 1 on a copy of the query */
-				lua_newtable(L);
-				if (lua_istable(L, lua_upvalueindex(6))) {
-					lua_pushnil(L);
-					while (lua_next(L, lua_upvalueindex(6)) != 0) {
-						lua_pushvalue(L, -2);
-						lua_insert(L, -2);
-						lua_rawset(L, -4);
-					}
-				}
-				lua_pushinteger(L, page + 1);
-				lua_setfield(L, -2, "page");
-				lua_replace(L, lua_upvalueindex(6));
-				lua_pushvalue(L, lua_upvalueindex(7));
-				lua_replace(L, lua_upvalueindex(4));
-			}
-		}
-	}
-	lua_pop(L, 2); /* paging, page */
+	/* the next page, and the query it goes with */
+	push_next_page(L, core, lua_gettop(L), lua_upvalueindex(7), lua_upvalueindex(6));
+	lua_replace(L, lua_upvalueindex(6));
+	lua_replace(L, lua_upvalueindex(4));
+	lua_pop(L, 1); /* page */
 	return 0;
+}
+
+/* client:_page(page, path[, query]) -> items, next, next_query, paging | nil, err: what
+ * client:each makes of a page it fetched (path: the walk's first path; query: the one this
+ * page was fetched with), for loops that fetch pages themselves (achievers.resty's each). */
+static int client_page(lua_State *L)
+{
+	ach_core *core = ach_client_core(L, 1);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	luaL_checkstring(L, 3);
+	lua_settop(L, 4);
+	lua_getfield(L, 2, "items");
+	if (!lua_istable(L, -1)) {
+		lua_pushnil(L);
+		push_not_a_list(L, 3);
+		return 2;
+	}
+	push_next_page(L, core, 2, 3, 4);
+	lua_getfield(L, 2, "paging");
+	return 4;
 }
 
 static int each_next(lua_State *L)
@@ -500,6 +545,8 @@ void ach_resource_methods(lua_State *L)
 	}
 	lua_pushcfunction(L, client_each);
 	lua_setfield(L, -2, "each");
+	lua_pushcfunction(L, client_page);
+	lua_setfield(L, -2, "_page");
 }
 
 void ach_resource_open(lua_State *L, int module)

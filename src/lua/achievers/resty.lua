@@ -141,31 +141,38 @@ end
 -- page link the server gives is its data, not the caller's: one the client refuses (another
 -- host, where the token must not go) ends the walk with false, err instead of a raise.
 function Client:each(path, query)
-  local items, i, done = nil, 1, false
-  local nextpath, nextquery = path, query
+  -- which page comes next is the C client's rule (client:_page, as client:each follows it):
+  -- paging.next on base_url's origin, else page numbers up to totalPages; only the fetching
+  -- is ours, over cosockets
+  local items, i, done, paging = nil, 1, false, nil
+  local nextpath, nextquery, first = path, query, true
   return function()
     while not done do
       if items and items[i] ~= nil then
         i = i + 1
-        return items[i - 1]
+        return items[i - 1], nil, paging
       end
       if not nextpath then done = true return nil end
+      if type(nextpath) ~= "string" then done = true return false, nextpath end -- a link we refuse
       local page, err
-      if items == nil then
-        page, err = self:request { path = nextpath, query = nextquery }
+      local used = nextquery or nil
+      if first then
+        page, err = self:request { path = nextpath, query = used }
       else
-        local ok, a, b = pcall(self.request, self, { path = nextpath })
+        local ok, a, b = pcall(self.request, self, { path = nextpath, query = used })
         if ok then
           page, err = a, b
         else
           err = achievers._error("invalid", "paging.next: " .. tostring(a):gsub("^request: ", ""))
         end
       end
+      first = false
       if not page then done = true return false, err end
-      items, i = page.items or {}, 1
-      if #items == 0 then done = true return nil end
-      local paging = page.paging or {}
-      nextpath, nextquery = paging.next, nil
+      local its, np, nq, pg = self.c:_page(page, path, used)
+      if not its then done = true return false, np end
+      items, i, paging = its, 1, pg
+      if items[1] == nil then done = true return nil end
+      nextpath, nextquery = np, nq
     end
   end
 end
