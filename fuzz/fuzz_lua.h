@@ -15,6 +15,14 @@
 #include <strings.h>
 
 #include "binding/binding.h"
+#include "binding/client.h"
+#include "binding/encode.h"
+#include "binding/error.h"
+#include "binding/json.h"
+#include "binding/request.h"
+#include "binding/result.h"
+#include "binding/token.h"
+#include "core/url.h"
 
 #include <lualib.h>
 

@@ -11,6 +11,10 @@
 #include <strings.h>
 
 #include "binding/binding.h"
+#include "binding/encode.h"
+#include "binding/error.h"
+#include "core/buf.h"
+#include "core/url.h"
 
 /* Appends the scalar at idx as form text. Returns 0, -1 out of memory, -2 not encodable. */
 static int add_scalar(lua_State *L, int idx, ach_buf *b)

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/error.h"
+#include "core/kind.h"
 
 void ach_push_error(lua_State *L, ach_kind kind, const char *message)
 {

@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/error.h"
+#include "binding/json.h"
+#include "core/buf.h"
 
 static const char json_key = 'j'; /* registry: {encode = f, null = v} of our cjson instance */
 

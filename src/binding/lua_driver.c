@@ -30,6 +30,18 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/client.h"
+#include "binding/encode.h"
+#include "binding/error.h"
+#include "binding/lua_driver.h"
+#include "binding/request.h"
+#include "binding/token.h"
+#include "core/buf.h"
+#include "core/engine.h"
+#include "core/env.h"
+#include "core/pkce.h"
+#include "core/store.h"
+#include "core/token.h"
 #include "store/host.h"
 
 /* The exchange a Lua driver must move next: the call itself, or the slot's shared token

@@ -2,6 +2,14 @@
  * module.c: luaopen_achievers, the module table of the public contract.
  */
 #include "binding/binding.h"
+#include "binding/client.h"
+#include "binding/error.h"
+#include "binding/json.h"
+#include "binding/pkce.h"
+#include "binding/request.h"
+#include "binding/resources.h"
+#include "binding/spawn.h"
+#include "binding/token.h"
 
 /* achievers.pretty(value): the Lua module achievers.pretty, loaded on first use. */
 static int pretty(lua_State *L)

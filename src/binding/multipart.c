@@ -7,6 +7,10 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/error.h"
+#include "binding/multipart.h"
+#include "core/buf.h"
+#include "core/env.h"
 
 /* The fields of a part, in the order they are kept in the copy ach_encode_multipart makes. */
 enum { PART_NAME, PART_FILENAME, PART_TYPE, PART_DATA, PART_FIELDS };

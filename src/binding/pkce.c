@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/pkce.h"
+#include "core/env.h"
+#include "core/pkce.h"
 #include "core/sha256.h"
 
 static int sha256_hex(lua_State *L)

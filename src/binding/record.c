@@ -8,6 +8,11 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/client.h"
+#include "binding/record.h"
+#include "core/engine.h"
+#include "core/env.h"
+#include "core/kind.h"
 
 /* Called by ach_client_new with the options at `opts` and the client's user value at `uv`:
  * when `record` is set, uv.recorder = require("achievers.record").open(path, {...}). */

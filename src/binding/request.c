@@ -21,6 +21,15 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/client.h"
+#include "binding/lua_driver.h"
+#include "binding/request.h"
+#include "binding/result.h"
+#include "binding/spawn.h"
+#include "core/buf.h"
+#include "core/engine.h"
+#include "core/env.h"
+#include "core/url.h"
 
 typedef struct request {
 	ach_exchange *ex; /* in the userdata at field `ex` of the user value */

@@ -14,6 +14,13 @@
 #include <strings.h>
 
 #include "binding/binding.h"
+#include "binding/client.h"
+#include "binding/encode.h"
+#include "binding/error.h"
+#include "binding/request.h"
+#include "binding/resources.h"
+#include "core/buf.h"
+#include "core/engine.h"
 
 enum arg_kind {
 	ARG_QUERY,    /* helper(query) */

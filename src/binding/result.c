@@ -7,6 +7,14 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/error.h"
+#include "binding/json.h"
+#include "binding/result.h"
+#include "binding/token.h"
+#include "core/buf.h"
+#include "core/engine.h"
+#include "core/kind.h"
+#include "core/url.h"
 
 #define BODY_KEEP 4096 /* bytes of a non-JSON error body kept in err.body */
 #define ERROR_DECODE_MAX (256 * 1024) /* an error body larger than this is not decoded */

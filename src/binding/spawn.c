@@ -12,6 +12,10 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/client.h"
+#include "binding/request.h"
+#include "binding/spawn.h"
+#include "core/engine.h"
 
 #define ACH_TASK_MT "achievers.task"
 

@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "binding/binding.h"
+#include "binding/error.h"
+#include "binding/store_option.h"
+#include "core/buf.h"
 #include "store/redis.h"
 
 /* ---- the option ----------------------------------------------------------------------------- */

@@ -11,6 +11,10 @@
 #include <time.h>
 
 #include "binding/binding.h"
+#include "binding/error.h"
+#include "binding/token.h"
+#include "core/buf.h"
+#include "core/token.h"
 
 
 typedef struct token_obj {
