@@ -125,6 +125,15 @@ describe("state store on Redis: the token", function()
     assert.are_not.equals("planted", tc.access_token)
     assert.is_nil(tc.access_token:find("%z"))
     assert.equals(n + 1, sb:stats().token_requests)
+    -- and the bad text was replaced (compare-and-set on the bytes as read): the next process
+    -- takes the new token from Redis, no request of its own
+    local d = h.client(sb, { store = { redis = r.url } })
+    assert.equals(tc.access_token, assert(d:token()).access_token)
+    assert.equals(n + 1, sb:stats().token_requests)
+    for _, key in ipairs(r:keys("*")) do
+      local v = r:call("GET", key)
+      if type(v) == "string" then assert.is_nil(v:find("planted", 1, true)) end
+    end
   end)
 
   it("waits while another holds the token lock, and fetches once it lapses", function()

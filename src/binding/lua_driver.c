@@ -126,7 +126,10 @@ static void push_host_op(lua_State *L, const ach_host_op *o)
 	switch (o->kind) {
 	case ACH_HOST_TOKEN_PUT:
 		set_string(L, "value", o->value);
-		set_string(L, "seen", o->seen);
+		if (o->seen != NULL) { /* bytes and all: it must compare equal to what is stored */
+			lua_pushlstring(L, o->seen, o->seen_len);
+			lua_setfield(L, -2, "seen");
+		}
 		set_number(L, "ttl", o->ttl);
 		break;
 	case ACH_HOST_LOCK:

@@ -355,6 +355,8 @@ void ach_exchange_release(ach_exchange *ex)
 	ach_free_secret(ex->code);
 	ach_free_secret(ex->code_verifier);
 	free(ex->grant_scope);
+	if (ex->seen != NULL)
+		memset(ex->seen, 0, ex->seen_len); /* NUL bytes and all */
 	ach_free_secret(ex->seen);
 	if (ex->auth_header.data != NULL)
 		memset(ex->auth_header.data, 0, ex->auth_header.len);
@@ -825,6 +827,7 @@ static void token_got(void *arg, const ach_store_reply *r)
 	} else {
 		free(t->seen);
 		t->seen = ach_strndup(r->value != NULL ? r->value : "", r->value != NULL ? r->value_len : 0);
+		t->seen_len = t->seen != NULL && r->value != NULL ? r->value_len : 0;
 		t->sync = SYNC_FETCH;
 	}
 	store_answered(t);
@@ -898,7 +901,8 @@ static void token_sync_end(ach_exchange *t, double now)
 				fresh = WALL(t->core) + fmin(300.0, fmax(rem / 2, 1.0));
 			if (rem > 1 && ach_store_token_text(t->token, fresh, &text) == 0)
 				st->ops->token_put(st->ud, key.data, text.data,
-						   t->seen != NULL ? t->seen : "", rem, NULL, NULL);
+						   t->seen != NULL ? t->seen : "", t->seen_len, rem,
+						   NULL, NULL);
 		}
 	}
 	token_unlock(t);

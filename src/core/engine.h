@@ -270,7 +270,8 @@ struct ach_exchange {
 	int locked;      /* holds the store's token lock */
 	int from_store;  /* its token came from the store, not from the server */
 	double fresh_until; /* wall time: a stored token inside the refresh window is used till then */
-	char *seen;      /* the stored token text it saw (compare-and-set) */
+	char *seen;      /* the stored token text it saw (compare-and-set), seen_len bytes */
+	size_t seen_len;
 	unsigned stepped; /* the driver's last stepping round that saw it */
 };
 

@@ -43,9 +43,10 @@ typedef struct ach_store_ops {
 	int shared; /* tokens and budgets are shared with other processes (worth asking, leasing) */
 	/* the shared token for this key (client_id + base_url + scope), or none */
 	void (*token_get)(void *ud, const char *key, ach_store_cb cb, void *arg);
-	/* stores `value` only if the stored text is still `seen` ("" for none); ttl in seconds */
-	void (*token_put)(void *ud, const char *key, const char *value, const char *seen, double ttl,
-			  ach_store_cb cb, void *arg);
+	/* stores `value` only if the stored text is still `seen` (seen_len bytes, as token_get read
+	 * them, NUL bytes and all; "" for none); ttl in seconds */
+	void (*token_put)(void *ud, const char *key, const char *value, const char *seen,
+			  size_t seen_len, double ttl, ach_store_cb cb, void *arg);
 	/* one token request at a time across everyone; the lock lapses after ttl seconds */
 	void (*lock)(void *ud, const char *key, const char *owner, double ttl, ach_store_cb cb,
 		     void *arg);

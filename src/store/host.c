@@ -18,6 +18,7 @@ typedef struct host_op {
 	unsigned id;
 	int kind;
 	char *key, *value, *seen, *lease_id;
+	size_t seen_len; /* seen's bytes (a stored text may hold a NUL) */
 	const char *owner; /* the store's, lives as long as it */
 	double ttl;
 	int n, granted, back;
@@ -52,8 +53,10 @@ static void op_free(host_op *o)
 	free(o->key);
 	if (o->value != NULL)
 		ach_free_secret(o->value); /* a token's text */
-	if (o->seen != NULL)
+	if (o->seen != NULL) {
+		memset(o->seen, 0, o->seen_len);
 		ach_free_secret(o->seen);
+	}
 	free(o->lease_id);
 	free(o);
 }
@@ -124,14 +127,15 @@ static void h_token_get(void *ud, const char *key, ach_store_cb cb, void *arg)
 	queue(ud, K_GET, key, cb, arg);
 }
 
-static void h_token_put(void *ud, const char *key, const char *value, const char *seen, double ttl,
-			ach_store_cb cb, void *arg)
+static void h_token_put(void *ud, const char *key, const char *value, const char *seen,
+			size_t seen_len, double ttl, ach_store_cb cb, void *arg)
 {
 	host_op *o = queue(ud, K_PUT, key, cb, arg);
 	if (o == NULL)
 		return;
 	o->ttl = ttl;
-	if ((o->value = ach_strdup(value)) == NULL || (o->seen = ach_strdup(seen)) == NULL)
+	o->seen_len = seen_len;
+	if ((o->value = ach_strdup(value)) == NULL || (o->seen = ach_strndup(seen, seen_len)) == NULL)
 		copy_failed(ud, o);
 }
 
@@ -267,6 +271,7 @@ int ach_store_host_next(ach_store *st, double now, ach_host_op *out)
 	out->key = o->key;
 	out->value = o->value;
 	out->seen = o->seen;
+	out->seen_len = o->seen_len;
 	out->owner = o->owner;
 	out->lease_id = o->lease_id;
 	out->ttl = o->ttl;

@@ -24,6 +24,7 @@ typedef struct ach_host_op {
 	int kind;         /* ACH_HOST_* */
 	const char *name; /* "token_get", "token_put", "lock", "unlock", "take", "give" */
 	const char *key, *value, *seen, *owner, *lease_id; /* those the operation has, else NULL */
+	size_t seen_len; /* seen's bytes: a stored text may hold a NUL */
 	double ttl;
 	int n;         /* take: slots asked for */
 	ach_limit lim; /* take: the budget */

@@ -46,9 +46,9 @@ static void m_token_get(void *ud, const char *key, ach_store_cb cb, void *arg)
 }
 
 static void m_token_put(void *ud, const char *key, const char *value, const char *seen,
-			double ttl, ach_store_cb cb, void *arg)
+			size_t seen_len, double ttl, ach_store_cb cb, void *arg)
 {
-	(void)ud, (void)key, (void)value, (void)seen, (void)ttl;
+	(void)ud, (void)key, (void)value, (void)seen, (void)seen_len, (void)ttl;
 	answer(cb, arg, 1);
 }
 

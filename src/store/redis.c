@@ -515,9 +515,10 @@ static op *op_new(rstore *rs, int kind, ach_store_cb cb, void *arg)
 	return o;
 }
 
-/* Sends a plain command or a script (EVALSHA sha 1 key args...). */
+/* Sends a plain command or a script (EVALSHA sha 1 key args...). The arguments are C strings,
+ * or (lens_in given) bytes of those lengths. */
 static void run(rstore *rs, op *o, ach_store_cb cb, void *arg, int script, int argc,
-		const char **argv)
+		const char **argv, const size_t *lens_in)
 {
 	int i;
 	if (o == NULL) {
@@ -541,11 +542,13 @@ static void run(rstore *rs, op *o, ach_store_cb cb, void *arg, int script, int a
 		goto fail;
 	for (i = 0; i < argc; i++) {
 		const char *a = argv[i];
+		size_t n;
 		if (script >= 0 && rs->sha[script][0] == '\0' && i < 2)
 			a = i == 0 ? "EVAL" : rs->script[script]; /* not loaded yet: send the text */
-		if ((o->argv[i] = ach_strdup(a)) == NULL)
+		n = lens_in != NULL && a == argv[i] ? lens_in[i] : strlen(a);
+		if ((o->argv[i] = ach_strndup(a, n)) == NULL)
 			goto fail;
-		o->lens[i] = strlen(a);
+		o->lens[i] = n;
 	}
 	if (send_op(rs, o, argc, (const char **)o->argv, o->lens) != 0)
 		goto fail;
@@ -560,17 +563,22 @@ static void r_token_get(void *ud, const char *key, ach_store_cb cb, void *arg)
 {
 	rstore *rs = ud;
 	const char *argv[] = {"GET", key};
-	run(rs, op_new(rs, OP_GET, cb, arg), cb, arg, -1, 2, argv);
+	run(rs, op_new(rs, OP_GET, cb, arg), cb, arg, -1, 2, argv, NULL);
 }
 
 static void r_token_put(void *ud, const char *key, const char *value, const char *seen,
-			double ttl, ach_store_cb cb, void *arg)
+			size_t seen_len, double ttl, ach_store_cb cb, void *arg)
 {
 	rstore *rs = ud;
 	char ms[32];
 	const char *argv[] = {"EVALSHA", rs->sha[SC_PUT], "1", key, value, seen, ms};
+	size_t lens[7];
 	snprintf(ms, sizeof ms, "%.0f", fmax(1000, ttl * 1000));
-	run(rs, op_new(rs, OP_PUT, cb, arg), cb, arg, SC_PUT, 7, argv);
+	lens[0] = 7, lens[1] = strlen(argv[1]), lens[2] = 1, lens[3] = strlen(key);
+	lens[4] = strlen(value), lens[5] = seen_len, lens[6] = strlen(ms);
+	/* seen is the stored text as it was read, bytes and all: a text with a NUL (not a token)
+	 * must still compare equal, or it could never be replaced */
+	run(rs, op_new(rs, OP_PUT, cb, arg), cb, arg, SC_PUT, 7, argv, lens);
 }
 
 static void r_lock(void *ud, const char *key, const char *owner, double ttl, ach_store_cb cb,
@@ -589,7 +597,7 @@ static void r_lock(void *ud, const char *key, const char *owner, double ttl, ach
 		return;
 	}
 	argv[1] = lk.data;
-	run(rs, op_new(rs, OP_LOCK, cb, arg), cb, arg, -1, 6, argv);
+	run(rs, op_new(rs, OP_LOCK, cb, arg), cb, arg, -1, 6, argv, NULL);
 	ach_buf_free(&lk);
 }
 
@@ -601,7 +609,7 @@ static void r_unlock(void *ud, const char *key, const char *owner, ach_store_cb 
 	if (ach_buf_printf(&lk, "%s:lock", key) != 0)
 		return;
 	argv[3] = lk.data;
-	run(rs, op_new(rs, OP_UNLOCK, cb, arg), cb, arg, SC_UNLOCK, 5, argv);
+	run(rs, op_new(rs, OP_UNLOCK, cb, arg), cb, arg, SC_UNLOCK, 5, argv, NULL);
 	ach_buf_free(&lk);
 }
 
@@ -641,7 +649,7 @@ static void r_take(void *ud, const char *key, int n, const ach_limit *lim, ach_s
 		return;
 	}
 	argv[4] = ck.data;
-	run(rs, o, cb, arg, SC_TAKE, 10, argv);
+	run(rs, o, cb, arg, SC_TAKE, 10, argv, NULL);
 	ach_buf_free(&ck);
 }
 
@@ -658,7 +666,7 @@ static void r_give(void *ud, const char *key, const char *lease_id, int granted,
 	snprintf(sg, sizeof sg, "%d", granted);
 	snprintf(sb, sizeof sb, "%d", back);
 	argv[4] = ck.data;
-	run(rs, op_new(rs, OP_UNLOCK, NULL, NULL), NULL, NULL, SC_GIVE, 8, argv);
+	run(rs, op_new(rs, OP_UNLOCK, NULL, NULL), NULL, NULL, SC_GIVE, 8, argv, NULL);
 	ach_buf_free(&ck);
 }
 
