@@ -220,6 +220,40 @@ describe("HTTP dates under a host's locale", function()
     assert.equals(url .. "/api/v5/nothing-here?x=1.5&y=0.0000001", err.url)
   end)
 
+  it("a token answer's fractional expires_in reads under LC_NUMERIC fr_FR; inf and nan do not", function()
+    -- the token answer is read by the core's own reader; strtod there reads the locale's point
+    local function token_for(body)
+      local c = achievers.client { base_url = "http://127.0.0.1:9", client_id = "id",
+        client_secret = "secret", retries = 0 }
+      local ex = c:_exchange("token")
+      for _ = 1, 10 do
+        local act = ex:_next()
+        if act == "send" then
+          ex:_feed { status = 200, headers = "Content-Type: application/json\r\n", body = body }
+        elseif act ~= "wait" then break end
+      end
+      return ex:result()
+    end
+    local before = os.setlocale(nil, "numeric")
+    local set = os.setlocale("fr_FR.UTF-8", "numeric")
+    local ok, res = pcall(function()
+      local out = {}
+      for i, body in ipairs { '{"access_token":"abc","expires_in":3599.5}',
+                              '{"access_token":"abc","expires_in":"3600.0"}',
+                              '{"access_token":"abc","expires_in":"inf"}',
+                              '{"access_token":"abc","expires_in":"nan"}',
+                              '{"access_token":"abc","expires_in":null}' } do
+        local tok, err = token_for(body)
+        out[i] = tok and math.floor(tok:expires_in() / 100 + 0.5) * 100 or err.kind
+      end
+      return out
+    end)
+    os.setlocale(before, "numeric")
+    assert.equals("fr_FR.UTF-8", set)
+    assert.is_true(ok, tostring(res))
+    assert.same({ 3600, 3600, "decode", "decode", "decode" }, res)
+  end)
+
   it("and for every category, in the RFC 850 and asctime forms too", function()
     assert.equals(2, retried_after("users", "fr_FR.UTF-8", "all"))
     assert.equals(1, retried_after("rfc850", "fr_FR.UTF-8", "all"))

@@ -3,6 +3,7 @@
  * server's clock: `skew` (server minus local time, learnt from the Date header of the answer
  * that issued it) keeps that right when the two clocks disagree. Core: libc only.
  */
+#include <locale.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,7 @@ const char *ach_token_bad_field(const ach_token_data *t)
  * rest is checked for well-formedness and skipped. A member named twice: the last counts (as
  * in a decoded table). Strings are unescaped (\uXXXX, surrogate pairs) into the buffers. */
 
-#define FIELD_MAX_DEPTH 64
+#define FIELD_MAX_DEPTH 200 /* as the module's JSON decoder */
 
 enum { F_ACCESS, F_REFRESH, F_TYPE, F_SCOPE, F_EXPIRES, F_COUNT };
 static const char *const field_names[F_COUNT] = {"access_token", "refresh_token", "token_type",
@@ -183,13 +184,16 @@ static int jstring(jscan *j, ach_buf *out)
 			if (j->end - j->p < 4 || hex4(j->p, &cp) != 0)
 				return -1;
 			j->p += 4;
-			if (cp >= 0xd800 && cp < 0xdc00 && j->end - j->p >= 6 && j->p[0] == '\\' &&
-			    j->p[1] == 'u') {
+			if (cp >= 0xdc00 && cp < 0xe000)
+				return -1; /* a lone low surrogate: not a character */
+			if (cp >= 0xd800 && cp < 0xdc00) {
+				/* a high surrogate only as the first of a pair, as the JSON decoder */
 				unsigned long lo;
-				if (hex4(j->p + 2, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
-					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-					j->p += 6;
-				}
+				if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' ||
+				    hex4(j->p + 2, &lo) != 0 || lo < 0xdc00 || lo >= 0xe000)
+					return -1;
+				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+				j->p += 6;
 			}
 			break;
 		default:
@@ -313,7 +317,7 @@ static int jvalue(jscan *j, jfield *f)
 		return jliteral(j, "false");
 	case 'n':
 		if (f != NULL)
-			f->type = 0; /* null: as if absent */
+			f->type = 'z'; /* null: no string (a string member is then absent) */
 		return jliteral(j, "null");
 	default:
 		if (f != NULL)
@@ -373,6 +377,39 @@ out:
 	return rc;
 }
 
+/* A finite number from text, whatever the host's LC_NUMERIC (strtod reads that locale's
+ * decimal point: the text's '.' is given in the locale's form first); spaces around it are
+ * allowed, as Lua's tonumber allows them. 0, or -1 when the text is not one finite number. */
+static int read_number(const char *s, double *out)
+{
+	char tmp[64], *end;
+	const char *dp = localeconv()->decimal_point;
+	size_t n = strlen(s), i, o = 0, dn = dp != NULL ? strlen(dp) : 0;
+	double v;
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+		n--;
+	while (n > 0 && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+		s++, n--;
+	if (n == 0 || n >= sizeof tmp - 8)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] == '.' && dn > 0 && strcmp(dp, ".") != 0) {
+			if (o + dn >= sizeof tmp)
+				return -1;
+			memcpy(tmp + o, dp, dn);
+			o += dn;
+		} else {
+			tmp[o++] = s[i];
+		}
+	}
+	tmp[o] = '\0';
+	v = strtod(tmp, &end);
+	if (*end != '\0' || !isfinite(v))
+		return -1; /* also inf and nan, which Lua's tonumber does not read either */
+	*out = v;
+	return 0;
+}
+
 /* A member's string (NULL when absent or not a string); one holding a NUL byte counts as the
  * bytes before it, as a C string would, so it is checked as a token before that. */
 static const char *field_string(const jfield *f)
@@ -425,16 +462,11 @@ ach_token_data *ach_token_from_json(const char *body, size_t n, const char *gran
 	}
 	if (f[F_EXPIRES].type == 'n' || f[F_EXPIRES].type == 's') {
 		/* a number, or a string that reads whole as one (as Lua's tonumber would) */
-		const char *s = f[F_EXPIRES].text.data != NULL ? f[F_EXPIRES].text.data : "";
-		char *end;
-		double v = strtod(s, &end);
-		while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')
-			end++;
-		if (s[0] == '\0' || *end != '\0' || v != v) {
+		if (read_number(f[F_EXPIRES].text.data != NULL ? f[F_EXPIRES].text.data : "",
+				&expires_in) != 0) {
 			*why = "the token answer's expires_in is not a number";
 			goto out;
 		}
-		expires_in = v;
 	} else if (f[F_EXPIRES].type != 0) {
 		*why = "the token answer's expires_in is not a number";
 		goto out;
