@@ -185,6 +185,36 @@ describe("the host store from plain Lua", function()
     collectgarbage()
   end)
 
+  it("keeps to the call's deadline while another worker holds the token lock", function()
+    -- every lock is answered "held by someone else": the call waits on the slot's token
+    -- request, and its own deadline must still end it, as the C driver's scheduler does
+    local c = client(dict(), { deadline = 0.3, scope = "write" })
+    local ex = c:_exchange { path = "users/10726811" }
+    local t0, locks, sent, action, a = socket.gettime(), 0, 0, nil, nil
+    while socket.gettime() - t0 < 5 do
+      action, a = ex:_next()
+      if action == "store" then
+        if a.op == "lock" then locks = locks + 1 end
+        ex:_store_reply(a.id, { ok = true, granted = a.op == "lock" and 0 or nil })
+      elseif action == "wait" then
+        socket.sleep(a)
+      elseif action == "send" then
+        sent = sent + 1
+        ex:_feed { error = "network", message = "not expected", reached = false }
+      else
+        break
+      end
+    end
+    local took = socket.gettime() - t0
+    assert.equals("done", action)
+    local data, err = ex:result()
+    assert.is_nil(data)
+    assert.equals("timeout", err.kind)
+    assert.equals(0, sent)
+    assert.is_true(locks >= 1)
+    assert.is_true(took < 1.5, "the deadline of 0.3 s ended the call only after " .. took .. " s")
+  end)
+
   it("is only for a new client on the memory store", function()
     local c = h.client(sb, { token = { access_token = "abc", expires_at = os.time() + 86400 } })
     assert(c:get("users/10726811"))

@@ -178,6 +178,10 @@ static int exchange_next(lua_State *L)
 			}
 			cur = current(ex); /* an answer given after its grace may have moved things */
 		}
+		/* waiting on the slot's token request, past its own deadline: its own step ends it
+		 * (kind timeout), as the scheduler wakes it at its deadline for the C driver */
+		if (cur != ex && ex->deadline_at > 0 && now >= ex->deadline_at)
+			cur = ex;
 		if (cur != ex && cur->lua_inflight) {
 			/* another caller (coroutine) sent the token request this one waits for */
 			if (now > cur->lua_deadline) {
@@ -206,13 +210,19 @@ static int exchange_next(lua_State *L)
 			/* waiting for a store answer another caller carries out: look again soon */
 			if (cur->store_wait && wait > LUA_DRIVER_POLL)
 				wait = LUA_DRIVER_POLL;
+			/* not past the call's own deadline (see the top of the loop) */
+			if (ex->deadline_at > 0 && ex->deadline_at - now < wait)
+				wait = ex->deadline_at > now ? ex->deadline_at - now : 0;
 			lua_pushliteral(L, "wait");
 			lua_pushnumber(L, wait);
 			return 2;
 		}
 		case ACH_STEP_BLOCKED:
-			if (cur->lua_inflight)
+			/* the slot's token request may have ended in that step, and been freed: look
+			 * again from the caller's own exchange */
+			if (cur == ex && cur->lua_inflight)
 				return luaL_error(L, "_next: feed the answer of the request in flight first");
+			cur = current(ex);
 			if (cur->store_wait && !ach_store_host_pending(st)) {
 				/* its store question is out with another caller */
 				lua_pushliteral(L, "wait");
