@@ -16,7 +16,7 @@ local achievers = require("achievers")
 local ngx = ngx
 local M = {}
 
-local MUTEX_TTL = 0.1 -- seconds: a worker that died holding the mutex holds it no longer
+local MUTEX_TTL = 0.5 -- seconds: a worker that died holding the mutex holds it no longer
 local MUTEX_TRIES = 2000
 
 -- As src/store/redis.c asks: the window a little longer than the server's (each of its windows
@@ -24,14 +24,20 @@ local MUTEX_TRIES = 2000
 local function margin_of(window) return math.min(0.5, 0.01 * window + 0.02) end
 local function lease_of(window) return math.min(1.0, math.max(0.05, 0.02 * window)) end
 
--- fn() under the mutex of key; nil, why when it stayed taken.
+-- fn() under the mutex of key; nil, why when it stayed taken. fn never yields, so the mutex is
+-- held for microseconds; its TTL covers only a worker that dies holding it. It is released
+-- only while it is still this holder's (a worker descheduled past the TTL must not free the
+-- next holder's).
+local held = 0
 local function locked(d, key, fn)
   local mk = key .. ":mx"
+  held = held + 1
+  local me = tostring(ngx.worker and ngx.worker.pid and ngx.worker.pid() or 0) .. ":" .. held
   for _ = 1, MUTEX_TRIES do
-    local ok, err = d:add(mk, true, MUTEX_TTL)
+    local ok, err = d:add(mk, me, MUTEX_TTL)
     if ok then
       local ran, res = pcall(fn)
-      d:delete(mk)
+      if d:get(mk) == me then d:delete(mk) end
       if not ran then error(res, 0) end
       return res
     end
