@@ -1,9 +1,9 @@
 /*
  * fuzz_exchange.c: the engine's answer handling, end to end without a network.
  *
- * A fake driver steps the exchanges of one call exactly as curl_driver.c does, but instead of
- * sending, hands each request the next answer cut from the input: status, transport failure,
- * raw header block and body. So every answer the engine can see (retries with any Retry-After
+ * A fake driver steps the exchanges of one call as the scheduler (core/sched.c) does, but
+ * instead of sending, hands each request the next answer cut from the input: status,
+ * transport failure, raw header block and body. So every answer the engine can see (retries with any Retry-After
  * or Date, 401 recovery, token answers, JSON and non-JSON bodies, failures) reaches
  * ach_exchange_response and ach_exchange_push_result, with the trace and token hooks set.
  *

@@ -26,7 +26,7 @@ local function plain(err)
   if type(err) ~= "table" then return err end
   return { kind = err.kind, message = err.message, status = err.status }
 end
--- The shared token as the engine stores it (src/store/store.c): "v1 <expires_at> <fresh_until>
+-- The shared token as the engine stores it (src/core/store.c): "v1 <expires_at> <fresh_until>
 -- <skew>\n<type>\n<scope>\n<access token>", under the client's store key.
 local function stored_text(access, expires_at)
   return string.format("v1 %d 0 0\nbearer\nread\n%s", expires_at, access)

@@ -1,5 +1,6 @@
 -- achievers.resty.ops: the state store operations the C engine hands the OpenResty driver
--- (ex:_next() -> "store", op; see src/lua_driver.c), carried out where this host keeps them.
+-- (ex:_next() -> "store", op; see src/binding/lua_driver.c), carried out where this host
+-- keeps them.
 -- The policy (when to look for the shared token, who asks the server for a new one, how many
 -- rate slots to lease and when to wait) is the engine's; this file only reads and writes.
 --
