@@ -84,18 +84,25 @@ describe("state store on Redis: the token", function()
     assert.equals(n, sb:stats().token_requests)
   end)
 
-  it("a token in Redis with CR, LF or control bytes is never sent: a new one is fetched", function()
+  -- A client stores its token in Redis; the stored text is then rewritten with its token
+  -- made into what(token). Returns how many values were rewritten.
+  local function plant(what)
     local a = h.client(sb, { store = { redis = r.url } })
     local ta = assert(a:token())
     local planted = 0
     for _, key in ipairs(r:keys("*")) do
       local v = r:call("GET", key)
-      if type(v) == "string" and v:find(ta.access_token, 1, true) then
-        r:call("SET", key, (v:gsub(ta.access_token, ta.access_token .. "\r\nX-Injected: 1", 1)), "EX", "3600")
+      local at = type(v) == "string" and v:find(ta.access_token, 1, true)
+      if at then
+        r:call("SET", key, v:sub(1, at - 1) .. what(ta.access_token) .. v:sub(at + #ta.access_token), "EX", "3600")
         planted = planted + 1
       end
     end
-    assert.equals(1, planted)
+    return planted
+  end
+
+  it("a token in Redis with CR, LF or control bytes is never sent: a new one is fetched", function()
+    assert.equals(1, plant(function(tok) return tok .. "\r\nX-Injected: 1" end))
     local n = sb:stats().token_requests
     local c = h.client(sb, { store = { redis = r.url } })
     local tc = assert(c:token())
@@ -108,17 +115,7 @@ describe("state store on Redis: the token", function()
   end)
 
   it("a token in Redis with a NUL byte is not read as the bytes before it", function()
-    local a = h.client(sb, { store = { redis = r.url } })
-    local ta = assert(a:token())
-    local planted = 0
-    for _, key in ipairs(r:keys("*")) do
-      local v = r:call("GET", key)
-      if type(v) == "string" and v:find(ta.access_token, 1, true) then
-        r:call("SET", key, (v:gsub(ta.access_token, "planted\0" .. ta.access_token, 1)), "EX", "3600")
-        planted = planted + 1
-      end
-    end
-    assert.equals(1, planted)
+    assert.equals(1, plant(function(tok) return "planted\0" .. tok end))
     local n = sb:stats().token_requests
     local c = h.client(sb, { store = { redis = r.url } })
     local tc = assert(c:token())

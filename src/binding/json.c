@@ -10,6 +10,7 @@
 #include "binding/error.h"
 #include "binding/json.h"
 #include "core/buf.h"
+#include "core/url.h"
 
 static const char json_key = 'j'; /* registry: {encode = f, null = v} of our cjson instance */
 
@@ -108,27 +109,7 @@ static int hex4(const char *p)
 static void add_utf8(luaL_Buffer *b, unsigned long cp)
 {
 	char out[4];
-	int n;
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		out[0] = (char)(0xC0 | (cp >> 6));
-		out[1] = (char)(0x80 | (cp & 0x3F));
-		n = 2;
-	} else if (cp < 0x10000) {
-		out[0] = (char)(0xE0 | (cp >> 12));
-		out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		out[2] = (char)(0x80 | (cp & 0x3F));
-		n = 3;
-	} else {
-		out[0] = (char)(0xF0 | (cp >> 18));
-		out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-		out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		out[3] = (char)(0x80 | (cp & 0x3F));
-		n = 4;
-	}
-	luaL_addlstring(b, out, (size_t)n);
+	luaL_addlstring(b, out, ach_utf8(cp, out));
 }
 
 /* Fails a string being built in b. The buffer is finished and popped first: in Lua 5.4 a

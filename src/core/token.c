@@ -12,6 +12,7 @@
 #include "core/buf.h"
 #include "core/env.h"
 #include "core/token.h"
+#include "core/url.h"
 
 #define ACH_DEFAULT_LIFETIME 1209600 /* 14 days: the Authentication page's token lifetime */
 #define ACH_ABSOLUTE_MIN 1000000000  /* expires_in at or above this is a UNIX time */
@@ -127,27 +128,7 @@ static int hex4(const char *p, unsigned long *out)
 static int add_utf8(ach_buf *b, unsigned long cp)
 {
 	char u[4];
-	size_t n;
-	if (cp < 0x80) {
-		u[0] = (char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xc0 | (cp >> 6));
-		u[1] = (char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		u[0] = (char)(0xe0 | (cp >> 12));
-		u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[2] = (char)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		u[0] = (char)(0xf0 | (cp >> 18));
-		u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		u[3] = (char)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
-	return ach_buf_add(b, u, n);
+	return ach_buf_add(b, u, ach_utf8(cp, u));
 }
 
 /* A string at j->p (its opening quote); its bytes go to out (NULL: only checked). */

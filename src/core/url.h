@@ -30,5 +30,7 @@ int ach_host_is_loopback(const char *host);
 int ach_redact_url(ach_buf *b, const char *s);
 int ach_base64(ach_buf *b, const unsigned char *s, size_t n);
 int ach_json_string(ach_buf *b, const char *s); /* a JSON string literal for s */
+/* The UTF-8 bytes of code point cp (at most 0x10FFFF) into out; returns how many. */
+size_t ach_utf8(unsigned long cp, char out[4]);
 
 #endif
