@@ -16,26 +16,6 @@ local NGX = {
   sleep = socket.sleep,
 }
 
--- The lua_shared_dict calls ops.lua makes.
-local function dict()
-  local data, expiry, d = {}, {}, {}
-  local function live(k)
-    if expiry[k] and expiry[k] <= socket.gettime() then data[k], expiry[k] = nil, nil end
-    return data[k]
-  end
-  function d:get(k) return live(k) end
-  function d:set(k, v, ttl)
-    data[k], expiry[k] = v, (ttl and ttl > 0) and socket.gettime() + ttl or nil
-    return true
-  end
-  function d:add(k, v, ttl)
-    if live(k) ~= nil then return false, "exists" end
-    return self:set(k, v, ttl)
-  end
-  function d:delete(k) data[k], expiry[k] = nil, nil end
-  return d
-end
-
 local function send(req)
   local out, headers = {}, {}
   for k, v in pairs(req.headers) do headers[k:lower()] = v end
@@ -117,7 +97,7 @@ describe("the host store from plain Lua", function()
   end
 
   it("three calls on one core make one token request, kept in the store for the next client", function()
-    local d = dict()
+    local d = ops.local_dict()
     socket.sleep(1.1) -- the sandbox's window of anything before
     local before = sb:stats().token_requests
     local c, exec = client(d)
@@ -139,7 +119,7 @@ describe("the host store from plain Lua", function()
   end)
 
   it("two cores pace one budget through the store's leases: 0 429s", function()
-    local d = dict()
+    local d = ops.local_dict()
     local a, ea = client(d, { limits = { default = { 4, 1 } } })
     local b, eb = client(d, { limits = { default = { 4, 1 } } })
     run_all { task(a:_exchange("token"), ea), task(b:_exchange("token"), eb) }
@@ -161,7 +141,7 @@ describe("the host store from plain Lua", function()
   end)
 
   it("an operation taken and never answered is answered after the grace; the call completes", function()
-    local d = dict()
+    local d = ops.local_dict()
     local c, exec = client(d, { scope = "read" }, 0.3)
     local before = sb:stats().token_requests
     local dead = c:_exchange("token")
@@ -188,7 +168,7 @@ describe("the host store from plain Lua", function()
   it("keeps to the call's deadline while another worker holds the token lock", function()
     -- every lock is answered "held by someone else": the call waits on the slot's token
     -- request, and its own deadline must still end it, as the C driver's scheduler does
-    local c = client(dict(), { deadline = 0.3, scope = "write" })
+    local c = client(ops.local_dict(), { deadline = 0.3, scope = "write" })
     local ex = c:_exchange { path = "users/10726811" }
     local t0, locks, sent, action, a = socket.gettime(), 0, 0, nil, nil
     while socket.gettime() - t0 < 5 do

@@ -54,28 +54,6 @@ local M = {}
 local Client = {}
 Client.__index = Client
 
--- Without a shared_dict (a Redis store alone), this worker's own stand-in for one: its copy
--- of the token, and the lock and the pacing while Redis is down.
-local function local_dict()
-  local data, expiry, d = {}, {}, {}
-  local function live(k)
-    local e = expiry[k]
-    if e and e <= ngx.now() then data[k], expiry[k] = nil, nil end
-    return data[k]
-  end
-  function d:get(k) return live(k) end
-  function d:set(k, v, ttl)
-    data[k], expiry[k] = v, (ttl and ttl > 0) and ngx.now() + ttl or nil
-    return true
-  end
-  function d:add(k, v, ttl)
-    if live(k) ~= nil then return false, "exists" end
-    return self:set(k, v, ttl)
-  end
-  function d:delete(k) data[k], expiry[k] = nil, nil end
-  return d
-end
-
 -- The engine's state store operations, carried out for it (achievers.resty.ops). A failure
 -- there is answered as one: the engine goes on without the store (asks the server itself, or
 -- lets a call through unpaced), as it does when Redis is down under a C client.
@@ -387,7 +365,7 @@ function M.client(opts)
     dict = ngx.shared[dict_name]
     if not dict then error("achievers.resty.client: no lua_shared_dict named '" .. dict_name .. "'", 2) end
   else
-    dict = local_dict()
+    dict = ops.local_dict()
   end
   local store = with_store and rstore.new(opts.store, copy.client_id, { on_store = opts.on_store }) or nil
   local c = achievers.client(copy)

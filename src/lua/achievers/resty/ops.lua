@@ -55,6 +55,29 @@ local function failed(why) return { ok = false, message = why } end
 local Dict = {}
 Dict.__index = Dict
 
+-- Without a shared_dict (a Redis store alone), a worker's own stand-in for one: the
+-- lua_shared_dict calls these operations make (get, set, add, delete, with expiry on ngx.now),
+-- on a Lua table. Also what plain-Lua hosts of the host store use (spec/76).
+function M.local_dict()
+  local data, expiry, d = {}, {}, {}
+  local function live(k)
+    local e = expiry[k]
+    if e and e <= ngx.now() then data[k], expiry[k] = nil, nil end
+    return data[k]
+  end
+  function d:get(k) return live(k) end
+  function d:set(k, v, ttl)
+    data[k], expiry[k] = v, (ttl and ttl > 0) and ngx.now() + ttl or nil
+    return true
+  end
+  function d:add(k, v, ttl)
+    if live(k) ~= nil then return false, "exists" end
+    return self:set(k, v, ttl)
+  end
+  function d:delete(k) data[k], expiry[k] = nil, nil end
+  return d
+end
+
 function M.dict(d)
   local self = setmetatable({ d = d, id = achievers._random_id(16):sub(1, 12), seq = 0 }, Dict)
   return function(op) return self:run(op) end, self
