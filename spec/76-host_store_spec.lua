@@ -195,6 +195,20 @@ describe("the host store from plain Lua", function()
     assert.is_true(took < 1.5, "the deadline of 0.3 s ended the call only after " .. took .. " s")
   end)
 
+  it("a client whose requests are moved from Lua has no blocking calls: a clear error, no hang", function()
+    local c = h.client(sb)
+    local ex = c:_exchange("token")
+    assert.equals("send", (ex:_next()))
+    local ok, err = pcall(c.get, c, "users/10726811")
+    assert.is_false(ok)
+    assert.matches("requests are moved from Lua", tostring(err), 1, true)
+    -- a request of the libcurl driver is not the Lua driver's to step
+    local d = h.client(sb)
+    local req = d:async { path = "users/10726811" }
+    assert.has_error(function() req:_next() end, "_next: not an exchange of client:_exchange")
+    assert.is_table((req:result()))
+  end)
+
   it("is only for a new client on the memory store", function()
     local c = h.client(sb, { token = { access_token = "abc", expires_at = os.time() + 86400 } })
     assert(c:get("users/10726811"))

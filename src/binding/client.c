@@ -1065,7 +1065,13 @@ int ach_client_run(lua_State *L, int cl, ach_exchange *ex)
 		return ach_spawn_wait(L, cl, ex); /* in a task: yield to poll instead */
 	ACH_HOST(core)->L = L;
 	ach_exchange_schedule(ex);
-	if (ach_core_finish(core, ex) != 0) {
+	switch (ach_core_finish(core, ex)) {
+	case 0:
+		break;
+	case -2:
+		ach_exchange_cancel(ex);
+		return luaL_error(L, "%s", ACH_NO_BLOCKING);
+	default:
 		ach_exchange_cancel(ex);
 		return luaL_error(L, "achievers: internal error: exchange stalled");
 	}
@@ -1163,7 +1169,10 @@ static int client_warm(lua_State *L)
 		ach_exchange_schedule(ach_request_exchange(L, first + i));
 	for (i = 0; i < (int)n; i++) {
 		ach_exchange *ex = ach_request_exchange(L, first + i);
-		if (ach_core_finish(core, ex) != 0)
+		int rc = ach_core_finish(core, ex);
+		if (rc == -2)
+			return luaL_error(L, "%s", ACH_NO_BLOCKING);
+		if (rc != 0)
 			return luaL_error(L, "achievers: internal error: client:warm stalled");
 	}
 	ach_raise_hook_error(L, core);

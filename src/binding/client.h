@@ -17,6 +17,10 @@ void ach_client_prepare(lua_State *L, int cl, int spec, ach_exchange *ex);
 /* Runs the exchange to its end (blocking) and pushes its result. */
 int ach_client_run(lua_State *L, int cl, ach_exchange *ex);
 void ach_raise_hook_error(lua_State *L, ach_core *c);
+/* The error of a blocking call on a client whose requests are moved from Lua. */
+#define ACH_NO_BLOCKING \
+	"achievers: this client's requests are moved from Lua (client:_exchange, as achievers.resty " \
+	"does): it has no blocking calls"
 void ach_check_not_in_hook(lua_State *L, ach_core *core, const char *what);
 
 /* Keeps the error at the top of L (popped) to be raised by ach_raise_hook_error. */

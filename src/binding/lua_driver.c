@@ -15,8 +15,10 @@
  * _feed takes {status =, headers = {name = value} or a raw header block, body =} for an
  * answer, or {error = "network" | "timeout" | "tls" | "decode", message =, reached = false}
  * when there was none ("decode": an answer the driver stopped reading, e.g. one over
- * max_response_size; never retried). The policy (tokens, retries, pacing, errors) is the same C code the libcurl
- * driver runs.
+ * max_response_size; never retried). The policy (tokens, retries, pacing, errors) is the same
+ * C code the libcurl driver runs, and so is the stepping: this is an ach_driver whose callers
+ * each move their own exchange, one scheduler step at a time (ach_core_step_own, core/sched.c;
+ * doc/design.md, last section).
  *
  * A client whose core uses the host store (client:_host_store{...}, OpenResty's shared dict or
  * Redis over cosockets) also gets `"store", op` from _next: a state store operation to carry
@@ -27,6 +29,7 @@
  * operation; one never answered is answered "failed" after the store's grace.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "binding/binding.h"
@@ -44,15 +47,80 @@
 #include "core/token.h"
 #include "store/host.h"
 
-/* The exchange a Lua driver must move next: the call itself, or the slot's shared token
- * request it waits on. */
-static ach_exchange *current(ach_exchange *ex)
-{
-	return ach_exchange_waits_on_slot(ex) ? ex->slot->fetching : ex;
-}
-
 #define LUA_DRIVER_GRACE 5.0 /* seconds past its timeout before an unanswered request fails */
 #define LUA_DRIVER_POLL 0.02 /* seconds a caller waits for a request another caller sent */
+
+/* ---- the driver ops (core/engine.h) of a core whose requests are moved from Lua ------------
+ * A request is "on the wire" from the step that starts it (ach_core_step_own) until its answer
+ * is fed: ex->transfer holds when that answer is overdue. There is nothing to pump and no cap
+ * of ours on concurrency (the host has its own); blocking calls cannot wait on such a core. */
+typedef struct lua_transfer {
+	double deadline; /* monotonic: past it, the caller that sent it is taken for dead */
+} lua_transfer;
+
+static int ld_start(void *ud, ach_exchange *ex)
+{
+	lua_transfer *t = calloc(1, sizeof *t);
+	(void)ud;
+	if (t == NULL)
+		return -1;
+	t->deadline = INFINITY; /* set when _next hands the request out */
+	ex->transfer = t;
+	return 0;
+}
+
+static void ld_cancel(void *ud, ach_exchange *ex)
+{
+	(void)ud;
+	free(ex->transfer);
+	ex->transfer = NULL;
+}
+
+static int ld_pump(void *ud, int ms)
+{
+	(void)ud;
+	return ms > 0 ? -1 : 0; /* its callers move the bytes: nothing here can wait for them */
+}
+
+static int ld_active(void *ud)
+{
+	(void)ud;
+	return 0;
+}
+
+static double ld_timer(void *ud)
+{
+	(void)ud;
+	return -1;
+}
+
+static void ld_free(void *ud)
+{
+	(void)ud;
+}
+
+static const ach_driver lua_ops = {ld_start, ld_cancel, ld_pump, ld_active, ld_timer, ld_free,
+				   NULL};
+
+/* The core's requests are moved from Lua from now on: the libcurl driver it was made with
+ * goes (it has nothing in flight: nothing was sent through it). */
+static void lua_driven(lua_State *L, ach_core *core)
+{
+	if (core->drv.start == ld_start)
+		return;
+	if (core->drv.active != NULL && core->drv.active(core->drv.ud) > 0)
+		luaL_error(L, "_exchange: the client has requests in flight over libcurl");
+	if (core->drv.free != NULL)
+		core->drv.free(core->drv.ud);
+	core->drv = lua_ops;
+}
+
+/* The answer of a request on the wire came (or never will): it leaves the wire. */
+static void off_the_wire(ach_exchange *ex)
+{
+	free(ex->transfer);
+	ex->transfer = NULL;
+}
 
 static ach_exchange *check_exchange(lua_State *L, int idx)
 {
@@ -85,6 +153,7 @@ static int code_exchange(lua_State *L)
 static int client_exchange(lua_State *L)
 {
 	ach_exchange *ex;
+	lua_driven(L, ach_client_core(L, 1));
 	if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "code") == 0)
 		return code_exchange(L);
 	if (lua_type(L, 2) == LUA_TSTRING) {
@@ -154,7 +223,7 @@ static void push_host_op(lua_State *L, const ach_host_op *o)
 	}
 }
 
-/* ex:_next() -> "send", request | "wait", seconds | "done" */
+/* ex:_next() -> "send", request | "wait", seconds | "store", op | "done" */
 static int exchange_next(lua_State *L)
 {
 	ach_exchange *ex = check_exchange(L, 1);
@@ -162,8 +231,10 @@ static int exchange_next(lua_State *L)
 	ach_host_op op;
 	int guard;
 	ACH_HOST(ex->core)->L = L;
+	if (ex->core->drv.start != ld_start)
+		return luaL_error(L, "_next: not an exchange of client:_exchange");
 	for (guard = 0; guard < 16; guard++) {
-		ach_exchange *cur = current(ex);
+		ach_exchange *cur;
 		double now = ach_now();
 		ach_http_request req;
 		int i;
@@ -176,32 +247,9 @@ static int exchange_next(lua_State *L)
 				push_host_op(L, &op);
 				return 2;
 			}
-			cur = current(ex); /* an answer given after its grace may have moved things */
 		}
-		/* waiting on the slot's token request, past its own deadline: its own step ends it
-		 * (kind timeout), as the scheduler wakes it at its deadline for the C driver */
-		if (cur != ex && ex->deadline_at > 0 && now >= ex->deadline_at)
-			cur = ex;
-		if (cur != ex && cur->lua_inflight) {
-			/* another caller (coroutine) sent the token request this one waits for */
-			if (now > cur->lua_deadline) {
-				/* its driver never fed the answer (its coroutine died): fail it */
-				ach_http_response r;
-				memset(&r, 0, sizeof r);
-				r.failure = ACH_KIND_TIMEOUT;
-				r.message = "no answer was fed for this request";
-				cur->lua_inflight = 0;
-				ach_exchange_response(cur, &r, now);
-				continue;
-			}
-			lua_pushliteral(L, "wait");
-			lua_pushnumber(L, LUA_DRIVER_POLL);
-			return 2;
-		}
-		switch (ach_exchange_step(cur, now)) {
+		switch (ach_core_step_own(ex, now, &cur)) {
 		case ACH_STEP_DONE:
-			if (cur != ex)
-				continue; /* cannot happen: a slot's token request ends in _feed */
 			ach_raise_hook_error(L, ex->core);
 			lua_pushliteral(L, "done");
 			return 1;
@@ -210,7 +258,7 @@ static int exchange_next(lua_State *L)
 			/* waiting for a store answer another caller carries out: look again soon */
 			if (cur->store_wait && wait > LUA_DRIVER_POLL)
 				wait = LUA_DRIVER_POLL;
-			/* not past the call's own deadline (see the top of the loop) */
+			/* not past the call's own deadline (ach_core_step_own looks at it) */
 			if (ex->deadline_at > 0 && ex->deadline_at - now < wait)
 				wait = ex->deadline_at > now ? ex->deadline_at - now : 0;
 			lua_pushliteral(L, "wait");
@@ -218,21 +266,30 @@ static int exchange_next(lua_State *L)
 			return 2;
 		}
 		case ACH_STEP_BLOCKED:
-			/* the slot's token request may have ended in that step, and been freed: look
-			 * again from the caller's own exchange */
-			if (cur == ex && cur->lua_inflight)
-				return luaL_error(L, "_next: feed the answer of the request in flight first");
-			cur = current(ex);
-			if (cur->store_wait && !ach_store_host_pending(st)) {
-				/* its store question is out with another caller */
-				lua_pushliteral(L, "wait");
-				lua_pushnumber(L, LUA_DRIVER_POLL);
-				return 2;
+			if (cur->transfer != NULL) {
+				lua_transfer *t = cur->transfer;
+				if (cur == ex)
+					return luaL_error(L, "_next: feed the answer of the request in flight first");
+				/* another caller (coroutine) sent the token request this one waits for */
+				if (now > t->deadline) {
+					/* its caller never fed the answer (its coroutine died): fail it */
+					ach_http_response r;
+					memset(&r, 0, sizeof r);
+					r.failure = ACH_KIND_TIMEOUT;
+					r.message = "no answer was fed for this request";
+					off_the_wire(cur);
+					ach_exchange_response(cur, &r, now);
+					continue;
+				}
+			} else if (cur->store_wait && ach_store_host_pending(st)) {
+				continue; /* its store question is queued: hand it out (the top) */
 			}
-			continue; /* now waiting on the token request or the store: step again */
+			/* an answer another caller brings: look again soon */
+			lua_pushliteral(L, "wait");
+			lua_pushnumber(L, LUA_DRIVER_POLL);
+			return 2;
 		case ACH_STEP_SEND:
 			ach_exchange_request(cur, &req);
-			ach_exchange_sent(cur);
 			lua_pushliteral(L, "send");
 			lua_createtable(L, 0, 6);
 			lua_pushstring(L, req.method);
@@ -257,8 +314,7 @@ static int exchange_next(lua_State *L)
 			lua_setfield(L, -2, "timeout");
 			lua_pushboolean(L, cur->type == ACH_EX_TOKEN);
 			lua_setfield(L, -2, "token_request");
-			cur->lua_inflight = 1;
-			cur->lua_deadline = now + req.timeout + LUA_DRIVER_GRACE;
+			((lua_transfer *)cur->transfer)->deadline = now + req.timeout + LUA_DRIVER_GRACE;
 			return 2;
 		}
 	}
@@ -273,12 +329,14 @@ static int exchange_feed(lua_State *L)
 	ach_buf headers = {0};
 	int k;
 	luaL_checktype(L, 2, LUA_TTABLE);
+	if (ex->core->drv.start != ld_start)
+		return luaL_error(L, "_feed: not an exchange of client:_exchange");
 	/* the caller's own request first: another caller of the same core may have the slot's
 	 * token request in flight at the same time, and this answer is not that one's */
-	if (!ex->lua_inflight && ex->slot != NULL && ex->slot->fetching != NULL &&
-	    ex->slot->fetching->lua_inflight)
+	if (ex->transfer == NULL && ex->slot != NULL && ex->slot->fetching != NULL &&
+	    ex->slot->fetching->transfer != NULL)
 		cur = ex->slot->fetching;
-	if (!cur->lua_inflight)
+	if (cur->transfer == NULL)
 		return luaL_error(L, "_feed: nothing was sent (call _next first)");
 	memset(&r, 0, sizeof r);
 	r.reached = 1;
@@ -339,7 +397,7 @@ static int exchange_feed(lua_State *L)
 			r.body_len = 0;
 		}
 	}
-	cur->lua_inflight = 0;
+	off_the_wire(cur);
 	ACH_HOST(ex->core)->L = L;
 	ach_exchange_response(cur, &r, ach_now());
 	ach_buf_free(&headers);

@@ -151,8 +151,15 @@ static void wait_for(lua_State *L, request *r)
 	if (!ach_exchange_done(ex))
 		ach_check_not_in_hook(L, core, "req:result()");
 	ACH_HOST(core)->L = L;
-	if (ach_core_finish(core, ex) != 0)
+	switch (ach_core_finish(core, ex)) {
+	case 0:
+		break;
+	case -2:
+		luaL_error(L, "%s", ACH_NO_BLOCKING);
+		break;
+	default:
 		luaL_error(L, "achievers: internal error: request stalled");
+	}
 	ach_raise_hook_error(L, core);
 }
 

@@ -476,7 +476,6 @@ int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message)
 	if (ex->transfer != NULL)
 		if (ex->core->drv.cancel != NULL)
 			ex->core->drv.cancel(ex->core->drv.ud, ex); /* mid-transfer: libcurl closes that connection */
-	ex->lua_inflight = 0;
 	if (ex->state == ST_BLOCKED)
 		unlink_waiter(ex); /* the token request goes on for the other waiters */
 	if (ex->state == ST_STORE)

@@ -130,7 +130,8 @@ typedef struct ach_driver {
 	void (*cancel)(void *ud, ach_exchange *ex);
 	/* waits up to ms milliseconds (0: not at all) for I/O, moves bytes (a unit of work each:
 	 * ach_core_work; none past ach_core_over_budget), and hands finished answers back with
-	 * ach_exchange_response; returns how many it handed back */
+	 * ach_exchange_response; returns how many it handed back, or -1 when it cannot wait (its
+	 * callers move their own exchanges: ach_core_step_own) */
 	int (*pump)(void *ud, int ms);
 	int (*active)(void *ud);   /* requests on the wire */
 	double (*timer)(void *ud); /* when it wants pumping anyway (monotonic seconds); < 0: never */
@@ -156,7 +157,7 @@ struct ach_core {
 	int refs;
 	ach_options opt;
 	ach_env env;     /* clocks and random bytes */
-	ach_driver drv;  /* moves the bytes; no start: exchanges are stepped by their driver */
+	ach_driver drv;  /* moves the bytes */
 	ach_hooks hooks;
 	int64_t skew; /* server clock minus ours, from Date headers */
 	ach_exchange *runnable; /* exchanges the scheduler must step (linked list) */
@@ -166,6 +167,7 @@ struct ach_core {
 	int in_driver;     /* > 0 while the scheduler runs: hooks must not start blocking calls */
 	unsigned round;    /* the scheduler's stepping pass (exchanges remember the last they saw) */
 	double budget_end; /* this run's work budget ends (monotonic; INFINITY: none) */
+	int cannot_wait;   /* the driver said it cannot wait (pump < 0) */
 	int units;         /* units of work done in this run: a request started, a socket served */
 	ach_buf spare[32]; /* answer buffers kept for reuse: no large malloc per request, so no */
 	int nspare;        /* allocator consolidation pause inside some frame's poll */
@@ -257,9 +259,6 @@ struct ach_exchange {
 	ach_exchange *next_runnable;
 	ach_exchange *next_waiter;
 	void *transfer; /* the driver's per-exchange state */
-	int lua_inflight; /* sent by a driver that loops outside the scheduler (the Lua driver of
-			   * binding/lua_driver.c), its answer not fed yet */
-	double lua_deadline; /* when that answer is overdue (monotonic) */
 	int watched;    /* poll reports it: once finished, it waits on the core's done list */
 	ach_exchange *done_prev, *done_next; /* the core's done list, in order of finishing */
 	int in_done;    /* on that list */
@@ -306,9 +305,17 @@ int ach_exchange_stop(ach_exchange *ex, ach_kind kind, const char *message);
  * used (INFINITY: no budget; at least one unit of work, a request started or a socket served,
  * is always done). Never blocks when until <= now. Returns how many finished. */
 int ach_core_run(ach_core *core, ach_exchange *target, double until, double budget);
-/* Runs the exchange to its end (blocking); 0, or -1 when nothing can move it any more (an
- * internal error: the caller says so). */
+/* Runs the exchange to its end (blocking); 0, -1 when nothing can move it any more (an
+ * internal error: the caller says so), or -2 when its driver cannot wait (its callers move
+ * their own exchanges). */
 int ach_core_finish(ach_core *core, ach_exchange *ex);
+/* One step of a caller's own exchange, for drivers that loop outside (binding/lua_driver.c):
+ * the exchange, or the slot's token request it waits on (not past the exchange's deadline).
+ * *stepped is the exchange the outcome concerns: SEND, its request was started through the
+ * driver (ach_exchange_request says what it is); WAIT, until ach_exchange_wake(*stepped);
+ * BLOCKED, it waits for an answer another caller brings (a request on the wire, a state
+ * store answer); DONE, the caller's exchange has ended. */
+ach_step ach_core_step_own(ach_exchange *ex, double now, ach_exchange **stepped);
 /* For drivers, inside pump: count a unit of work; whether the run's budget is used up. */
 void ach_core_work(ach_core *core);
 int ach_core_over_budget(const ach_core *core);

@@ -82,13 +82,18 @@ static int run_loop(ach_core *core, ach_exchange *target, double until)
 	int wait_ms = 0;
 	for (;;) {
 		double now, wake, timer;
-		int progress = 0;
+		int progress = 0, moved;
 		ach_exchange *ex;
 
 		/* exchanges that are runnable but wait for a free place on the wire are re-stepped
 		 * only when one frees up; the others get stepped now */
 		wake = step_runnable(core, NOW(core), until, &progress);
-		if (core->drv.pump(core->drv.ud, progress ? 0 : wait_ms) > 0)
+		moved = core->drv.pump(core->drv.ud, progress ? 0 : wait_ms);
+		if (moved < 0) {
+			core->cannot_wait = 1; /* its bytes move outside: see ach_core_finish */
+			break;
+		}
+		if (moved > 0)
 			progress = 1;
 		if (target != NULL ? ach_exchange_done(target) : core->finished != finished0)
 			break;
@@ -146,10 +151,64 @@ int ach_core_run(ach_core *core, ach_exchange *target, double until, double budg
 int ach_core_finish(ach_core *core, ach_exchange *ex)
 {
 	while (!ach_exchange_done(ex)) {
+		core->cannot_wait = 0;
 		ach_core_run(core, ex, INFINITY, INFINITY);
+		if (!ach_exchange_done(ex) && core->cannot_wait)
+			return -2; /* a driver whose callers move their own exchanges cannot block */
 		if (!ach_exchange_done(ex) && core->runnable == NULL && ex->transfer == NULL &&
 		    (ex->slot == NULL || ex->slot->fetching == NULL))
 			return -1; /* nothing can move it any more */
 	}
 	return 0;
+}
+
+/* ---- callers that move their own exchange ------------------------------------------------------
+ * A driver that loops outside (the Lua driver: each nginx request moves its own call, in its
+ * own coroutine, and its cosockets are its own) asks the scheduler for one step at a time of
+ * its caller's exchange: the call itself, or the slot's token request it waits on, unless its
+ * own deadline has passed. What that step asks for is started through the same driver ops. */
+ach_step ach_core_step_own(ach_exchange *ex, double now, ach_exchange **stepped)
+{
+	ach_core *core = ex->core;
+	int guard;
+	for (guard = 0; guard < 16; guard++) {
+		ach_exchange *cur = ach_exchange_waits_on_slot(ex) ? ex->slot->fetching : ex;
+		ach_step step;
+		/* waiting on the slot's token request past its own deadline: its own step ends it
+		 * (kind timeout), as run_loop wakes it at its deadline */
+		if (cur != ex && ex->deadline_at > 0 && now >= ex->deadline_at)
+			cur = ex;
+		*stepped = cur;
+		if (cur->transfer != NULL)
+			return ACH_STEP_BLOCKED; /* on the wire: its answer comes through its sender */
+		step = ach_exchange_step(cur, now);
+		switch (step) {
+		case ACH_STEP_SEND:
+			if (core->drv.start == NULL || core->drv.start(core->drv.ud, cur) != 0) {
+				ach_http_response r;
+				memset(&r, 0, sizeof r);
+				r.failure = ACH_KIND_NETWORK;
+				r.message = "could not start the request (out of memory)";
+				ach_exchange_response(cur, &r, now);
+				continue;
+			}
+			ach_exchange_sent(cur);
+			return ACH_STEP_SEND;
+		case ACH_STEP_DONE:
+			if (cur != ex)
+				continue; /* the slot's token request ended: the call goes on */
+			return ACH_STEP_DONE;
+		case ACH_STEP_BLOCKED:
+			/* the slot's token request may have ended, and been freed, in that step: look
+			 * again from the caller's own exchange */
+			cur = ach_exchange_waits_on_slot(ex) ? ex->slot->fetching : ex;
+			*stepped = cur;
+			if (cur->transfer != NULL || cur->store_wait)
+				return ACH_STEP_BLOCKED; /* an answer another caller brings */
+			continue;
+		default:
+			return step;
+		}
+	}
+	return ACH_STEP_BLOCKED;
 }
