@@ -137,7 +137,7 @@ int ach_core_run(ach_core *core, ach_exchange *target, double until, double budg
 	double outer_end = core->budget_end;
 	int outer_units = core->units, n;
 	if (core->drv.start == NULL)
-		return 0; /* its exchanges are stepped by their driver (binding/lua_driver.c) */
+		return 0; /* no driver yet: nothing can move */
 	core->budget_end = budget == INFINITY ? INFINITY : NOW(core) + budget;
 	core->units = 0;
 	core->in_driver++;
