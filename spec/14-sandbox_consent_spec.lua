@@ -5,13 +5,7 @@ local sandbox = require("achievers.sandbox")
 local http = require("sandbox_http")
 local socket = require("socket")
 
-local function query_of(url)
-  local out = {}
-  for k, v in (url:match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do
-    out[k] = v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
-  end
-  return out
-end
+local query_of = http.query_of
 
 local function authorize_query(sb, t)
   local q = {response_type = "code", client_id = sb.client_id, scope = "read,write", state = "st-123"}

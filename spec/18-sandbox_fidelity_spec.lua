@@ -6,13 +6,7 @@ local sandbox = require("achievers.sandbox")
 local http = require("sandbox_http")
 local h = require("helpers")
 
-local function query_of(url)
-  local out = {}
-  for k, v in (url:match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do
-    out[k] = v:gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end)
-  end
-  return out
-end
+local query_of = http.query_of
 
 local function authorize_query(client_id, t)
   local q = {response_type = "code", client_id = client_id, scope = "read,write", state = "st-18"}

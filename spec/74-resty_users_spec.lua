@@ -20,13 +20,7 @@ local function plain(err)
 end
 ]]
 
-local function query_of(url)
-  local out = {}
-  for k, v in (url:match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do
-    out[k] = v:gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end)
-  end
-  return out
-end
+local query_of = require("sandbox_http").query_of
 
 describe("achievers.resty: people signing in", function()
   local sb, server

@@ -20,13 +20,7 @@ local function client(extra)
 end
 ]]
 
-local function query_of(url)
-  local out = {}
-  for k, v in (url:match("%?(.*)$") or ""):gmatch("([^&=]+)=([^&]*)") do
-    out[k] = v:gsub("%%(%x%x)", function(x) return string.char(tonumber(x, 16)) end)
-  end
-  return out
-end
+local query_of = require("sandbox_http").query_of
 
 -- An eval on nginx run in the background (curl): read its result later with :result().
 local function eval_async(server, code, args)

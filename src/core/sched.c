@@ -150,6 +150,8 @@ int ach_core_run(ach_core *core, ach_exchange *target, double until, double budg
 
 int ach_core_finish(ach_core *core, ach_exchange *ex)
 {
+	if (core->drv.start == NULL && !ach_exchange_done(ex))
+		return -1; /* no driver: nothing will ever move it */
 	while (!ach_exchange_done(ex)) {
 		core->cannot_wait = 0;
 		ach_core_run(core, ex, INFINITY, INFINITY);
